@@ -1,0 +1,63 @@
+"""Run every ``benchmarks/bench_*.py`` and print one ``name: value`` line per figure.
+
+Each benchmark module has ``run(quick: bool) -> dict[str, float | str]``; ratios are measured
+against a baseline taken in the same run. ``--quick`` uses smaller sizes (for a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict[str, str]:
+    import numpy as np
+
+    return {
+        "machine.cpu": platform.processor() or platform.machine(),
+        "machine.cores": str(os.cpu_count()),
+        "machine.python": platform.python_version(),
+        "machine.numpy": np.__version__,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("only", nargs="*", help="names of benchmarks to run (default: all)")
+    args = parser.parse_args()
+    for key, value in machine().items():
+        print(f"{key}: {value}")
+    failed = 0
+    for path in sorted(HERE.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if args.only and name not in args.only:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        started = time.perf_counter()
+        try:
+            figures = module.run(quick=args.quick)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other benchmarks
+            print(f"{name}.error: {type(exc).__name__}: {exc}")
+            failed += 1
+            continue
+        for key, value in figures.items():
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            print(f"{name}.{key}: {shown}")
+        print(f"{name}.duration_s: {time.perf_counter() - started:.1f}")
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

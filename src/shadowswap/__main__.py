@@ -1,0 +1,5 @@
+"""``python -m shadowswap`` runs the CLI."""
+
+from shadowswap.cli.app import main
+
+main()

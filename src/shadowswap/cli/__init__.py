@@ -1,0 +1,1 @@
+"""The ``shadowswap`` command: a thin shell that parses, calls the library and renders."""

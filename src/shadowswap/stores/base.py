@@ -1,0 +1,363 @@
+"""The store boundary: one Protocol every backend implements, and the base class that holds
+the rules common to all of them, so each adapter only speaks to its engine.
+
+What every store promises (checked by ``tests/stores/test_contract.py``):
+
+* ``upsert`` is idempotent per ``(tenant, doc_id)``: the same content again writes nothing
+  (it is counted as unchanged), new content replaces the old document whole.
+* ``search`` sees only the tenant's documents, returns at most ``k`` hits best first, with
+  scores as similarities (higher is better, `shadowswap.similarity`), and applies an optional
+  metadata equality filter exactly: every hit matches, and no better match is left out.
+  Booleans match only booleans; numbers match numerically (``1`` matches ``1.0``).
+* ``scan`` streams every document of a tenant once, in ascending doc id order (code point
+  order), in batches, resumable with ``after=<last doc id seen>``.
+* a store's dimension is fixed by its first write; vectors of another length are refused.
+* a store's metric is fixed when it is created; opening it with another metric is refused.
+* vendor errors are mapped to `shadowswap.errors.StoreError` subclasses at the adapter's edge.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from shadowswap.errors import (
+    DimensionMismatch,
+    InvalidInput,
+    ShadowswapError,
+    StoreError,
+)
+from shadowswap.similarity import Metric, canonical_vector
+from shadowswap.values import (
+    Document,
+    Filter,
+    Hit,
+    MetaValue,
+    SearchResult,
+    Vector,
+    VectorLike,
+    WriteReport,
+    check_doc_id,
+    check_doc_ids,
+    check_metadata,
+    check_tenant,
+    to_vector,
+)
+
+MAX_K = 1000
+DEFAULT_SCAN_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Health:
+    """The answer of a health check; ``detail`` says why when not reachable."""
+
+    kind: str
+    location: str
+    reachable: bool
+    round_trip_s: float
+    documents: int | None = None
+    tenants: int | None = None
+    dimension: int | None = None
+    metric: str | None = None
+    detail: str = ""
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """The boundary between shadowswap and one vector store engine."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def metric(self) -> Metric: ...
+
+    @property
+    def dimension(self) -> int | None: ...
+
+    def upsert(self, tenant: str, documents: Sequence[Document]) -> WriteReport: ...
+
+    def delete(self, tenant: str, doc_ids: Sequence[str]) -> int: ...
+
+    def search(
+        self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
+    ) -> SearchResult: ...
+
+    def get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]: ...
+
+    def scan(
+        self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
+    ) -> Iterator[list[Document]]: ...
+
+    def count(self, tenant: str) -> int: ...
+
+    def tenants(self) -> list[str]: ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...
+
+
+class BaseStore(abc.ABC):
+    """Validation, canonicalisation and error mapping shared by every adapter.
+
+    Subclasses implement the underscore methods, which receive validated, canonical input.
+    """
+
+    kind: str = "base"
+
+    def __init__(self, location: str, metric: Metric) -> None:
+        self._location = location
+        self._metric = metric
+
+    # -- the engine-specific part -------------------------------------------------------
+    @abc.abstractmethod
+    def _stored_dimension(self) -> int | None: ...
+
+    @abc.abstractmethod
+    def _fix_dimension(self, dimension: int) -> None:
+        """Record the dimension on the first write (only called while it is unknown)."""
+
+    @abc.abstractmethod
+    def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Content hashes of those of ``doc_ids`` the tenant holds."""
+
+    @abc.abstractmethod
+    def _write(self, tenant: str, documents: Sequence[Document]) -> None: ...
+
+    @abc.abstractmethod
+    def _delete(self, tenant: str, doc_ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    def _search(self, tenant: str, vector: Vector, k: int, filter: Filter) -> list[Hit]: ...
+
+    @abc.abstractmethod
+    def _get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]: ...
+
+    def _scan_page(self, tenant: str, after: str | None, limit: int) -> list[Document]:
+        """Up to ``limit`` documents with doc id > ``after``, ascending by doc id.
+
+        Implement this, or override `_scan_pages` when the engine cannot page by id.
+        """
+        raise NotImplementedError
+
+    def _scan_pages(
+        self, tenant: str, batch_size: int, after: str | None
+    ) -> Iterator[list[Document]]:
+        cursor = after
+        while True:
+            with self._edge("scan", tenant):
+                page = self._scan_page(tenant, cursor, batch_size)
+            if not page:
+                return
+            yield page
+            if len(page) < batch_size:
+                return
+            cursor = page[-1].doc_id
+
+    @abc.abstractmethod
+    def _count(self, tenant: str) -> int: ...
+
+    @abc.abstractmethod
+    def _tenants(self) -> list[str]: ...
+
+    def _close(self) -> None:  # noqa: B027 - optional hook, most engines need it
+        """Release the engine's resources."""
+
+    def _translate(self, exc: Exception, op: str, tenant: str | None) -> StoreError | None:
+        """Map a vendor exception to a `StoreError`, or None to let it through unchanged."""
+        return None
+
+    # -- the public boundary ------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self._location
+
+    @property
+    def metric(self) -> Metric:
+        return self._metric
+
+    @property
+    def dimension(self) -> int | None:
+        with self._edge("dimension", None):
+            return self._stored_dimension()
+
+    def upsert(self, tenant: str, documents: Sequence[Document]) -> WriteReport:
+        check_tenant(tenant)
+        docs = self._prepare(tenant, documents)
+        if not docs:
+            return WriteReport(0, 0)
+        with self._edge("upsert", tenant):
+            held = self._hashes(tenant, [d.doc_id for d in docs])
+            changed = [d for d in docs if held.get(d.doc_id) != d.content_hash]
+            if changed:
+                self._write(tenant, changed)
+        return WriteReport(written=len(changed), unchanged=len(docs) - len(changed))
+
+    def delete(self, tenant: str, doc_ids: Sequence[str]) -> int:
+        check_tenant(tenant)
+        ids = check_doc_ids(doc_ids)
+        if not ids:
+            return 0
+        with self._edge("delete", tenant):
+            return self._delete(tenant, ids)
+
+    def search(
+        self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
+    ) -> SearchResult:
+        check_tenant(tenant)
+        check_k(k)
+        query = self.check_query(vector)
+        flt: Mapping[str, MetaValue] = check_metadata(filter, "filter")
+        if query is None:
+            return SearchResult(self.kind, ())
+        with self._edge("search", tenant):
+            hits = self._search(tenant, query, k, flt)
+        return SearchResult(self.kind, tuple(hits[:k]))
+
+    def get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        check_tenant(tenant)
+        ids = check_doc_ids(doc_ids)
+        if not ids:
+            return {}
+        with self._edge("get", tenant):
+            return self._get(tenant, ids)
+
+    def scan(
+        self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
+    ) -> Iterator[list[Document]]:
+        """Validate now, stream later: bad arguments raise here, not at the first ``next``."""
+        check_tenant(tenant)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size", "must be a positive integer")
+        if after is not None:
+            check_doc_id(after, "after")
+        return self._scan_pages(tenant, batch_size, after)
+
+    def count(self, tenant: str) -> int:
+        check_tenant(tenant)
+        with self._edge("count", tenant):
+            return self._count(tenant)
+
+    def tenants(self) -> list[str]:
+        with self._edge("tenants", None):
+            return sorted(self._tenants())
+
+    def health(self) -> Health:
+        """Reachability, size and round-trip time; never raises for an unreachable store."""
+        start = time.perf_counter()
+        try:
+            tenants = self.tenants()
+            documents = sum(self.count(t) for t in tenants)
+            dimension = self.dimension
+        except ShadowswapError as exc:
+            return Health(
+                self.kind,
+                self.location,
+                reachable=False,
+                round_trip_s=time.perf_counter() - start,
+                detail=str(exc),
+            )
+        return Health(
+            self.kind,
+            self.location,
+            reachable=True,
+            round_trip_s=time.perf_counter() - start,
+            documents=documents,
+            tenants=len(tenants),
+            dimension=dimension,
+            metric=self.metric.value,
+        )
+
+    def close(self) -> None:
+        with self._edge("close", None):
+            self._close()
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers ------------------------------------------------------------------------
+    def check_query(self, vector: VectorLike) -> Vector | None:
+        """Validate a query vector; None when the store holds no vectors yet."""
+        query = to_vector(vector)
+        held = self.dimension
+        if held is None:
+            return None
+        if query.shape[0] != held:
+            raise DimensionMismatch("vector", held, int(query.shape[0]), self.kind)
+        return canonical_vector(query, self._metric)
+
+    def _prepare(self, tenant: str, documents: Sequence[Document]) -> list[Document]:
+        """Check tenants and dimension, canonicalise vectors, keep the last of duplicate ids."""
+        if isinstance(documents, Document) or not isinstance(documents, Sequence):
+            raise InvalidInput("documents", "expected a list of documents")
+        by_id: dict[str, Document] = {}
+        dimension = self.dimension
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                raise InvalidInput(f"documents[{i}]", "expected a Document")
+            if doc.tenant != tenant:
+                raise InvalidInput(
+                    f"documents[{i}].tenant",
+                    f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
+                )
+            if dimension is not None and doc.dimension != dimension:
+                raise DimensionMismatch(
+                    f"documents[{i}].vector", dimension, doc.dimension, self.kind
+                )
+            if dimension is None:
+                dimension = doc.dimension
+            vec = canonical_vector(doc.vector, self._metric, f"documents[{i}].vector")
+            by_id[doc.doc_id] = doc if vec is doc.vector else doc.with_vector(vec)
+        if by_id and self.dimension is None and dimension is not None:
+            with self._edge("upsert", tenant):
+                self._fix_dimension(dimension)
+        return list(by_id.values())
+
+    @contextmanager
+    def _edge(self, op: str, tenant: str | None) -> Iterator[None]:
+        """Map engine exceptions raised inside the block to shadowswap's errors."""
+        try:
+            yield
+        except ShadowswapError:
+            raise
+        except Exception as exc:
+            mapped = self._translate(exc, op, tenant)
+            if mapped is None:
+                mapped = StoreError(self.kind, op, f"{type(exc).__name__}: {exc}", tenant)
+            raise mapped from exc
+
+
+def check_k(k: object) -> int:
+    """k must be an integer in [1, MAX_K]."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInput("k", f"{k!r} is not accepted; use an integer from 1 to {MAX_K}")
+    return k
+
+
+def matches(metadata: Mapping[str, MetaValue], flt: Mapping[str, MetaValue]) -> bool:
+    """The equality-filter rule shared by every store (see the module docstring)."""
+    for key, want in flt.items():
+        if key not in metadata:
+            return False
+        have = metadata[key]
+        if isinstance(want, bool) or isinstance(have, bool):
+            if not (isinstance(want, bool) and isinstance(have, bool) and want == have):
+                return False
+        elif isinstance(want, str) or isinstance(have, str):
+            if not (isinstance(want, str) and isinstance(have, str) and want == have):
+                return False
+        elif have != want:
+            return False
+    return True

@@ -1,0 +1,404 @@
+"""FAISS store: exact search with FAISS, durable in a SQLite catalog on local disk.
+
+Layout of ``RETRIEVAL_FAISS_URL`` (a directory, created when missing)::
+
+    catalog.sqlite3     every document (vector as float32 bytes, metadata, text, content
+                        hash), the store's metric and dimension; WAL mode, synchronous=FULL
+
+Why a catalog and not only ``faiss.write_index`` files: FAISS indexes are in-memory
+structures, and writing an index file after every upsert costs O(size of the tenant). The
+catalog commits each write in one transaction, so a write acknowledged to the caller
+survives the process being killed at any instant; the FAISS indexes are rebuilt from it,
+lazily, the first time a tenant is searched (about a second per million 384-d vectors).
+
+Semantics
+    tenants     one ``IndexIDMap2`` per tenant: a search only ever sees its tenant's index.
+    ids         an integer id per (tenant, doc_id), kept when a document is replaced.
+    metric      ``IndexFlatIP`` for cosine (on unit vectors) and dot, ``IndexFlatL2`` for l2;
+                exact search, so results equal the reference store's.
+    filters     candidates from an inverted index of metadata values, passed to FAISS as an
+                ``IDSelectorBatch``: filtered search is exact too.
+    delete      supported (flat indexes remove ids; HNSW would not, so it is not offered).
+    consistency a write is visible to searches in this process when ``upsert`` returns; other
+                processes see it at their next search (``PRAGMA data_version`` is checked).
+    threads     one lock per store: safe from any thread, searches do not run in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+
+from shadowswap.errors import (
+    CorruptStore,
+    DimensionMismatch,
+    IncompatibleStore,
+    StoreError,
+    StoreUnavailable,
+)
+from shadowswap.similarity import Metric, score_from_distance
+from shadowswap.stores.base import BaseStore
+from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
+
+# faiss ships stubs that disagree with its SWIG API (remove_ids, SearchParameters(sel=)).
+faiss: Any = _faiss
+FORMAT = "1"
+_CHUNK = 500  # bound parameters per SQL statement
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (
+    iid INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    text TEXT,
+    UNIQUE (tenant, doc_id)
+);
+CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+"""
+
+
+def _value_key(value: MetaValue) -> tuple[str, Any]:
+    """Key of a metadata value in the inverted index, following the filter rule."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return ("n", float(value))
+
+
+class _TenantIndex:
+    """The in-memory FAISS index of one tenant, with what search needs to build hits."""
+
+    def __init__(self, dimension: int, metric: Metric, generation: int) -> None:
+        flat = faiss.IndexFlatL2(dimension) if metric is Metric.L2 else faiss.IndexFlatIP(dimension)
+        self.index = faiss.IndexIDMap2(flat)
+        self.generation = generation
+        self.docs: dict[int, tuple[str, dict[str, MetaValue]]] = {}
+        self.inverted: dict[tuple[str, tuple[str, Any]], set[int]] = {}
+
+    def add(self, rows: Sequence[tuple[int, str, np.ndarray, dict[str, MetaValue]]]) -> None:
+        if not rows:
+            return
+        iids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        self.index.add_with_ids(np.stack([r[2] for r in rows]), iids)
+        for iid, doc_id, _vec, meta in rows:
+            self.docs[iid] = (doc_id, meta)
+            for key, value in meta.items():
+                self.inverted.setdefault((key, _value_key(value)), set()).add(iid)
+
+    def remove(self, iids: Iterable[int]) -> None:
+        present = [i for i in iids if i in self.docs]
+        if not present:
+            return
+        self.index.remove_ids(np.asarray(present, dtype=np.int64))
+        for iid in present:
+            _doc_id, meta = self.docs.pop(iid)
+            for key, value in meta.items():
+                bucket = self.inverted.get((key, _value_key(value)))
+                if bucket is not None:
+                    bucket.discard(iid)
+                    if not bucket:
+                        del self.inverted[(key, _value_key(value))]
+
+    def candidates(self, flt: Filter) -> set[int]:
+        result: set[int] | None = None
+        for key, value in flt.items():
+            bucket = self.inverted.get((key, _value_key(value)), set())
+            result = set(bucket) if result is None else result & bucket
+            if not result:
+                return set()
+        return result or set()
+
+
+class FaissStore(BaseStore):
+    """FAISS, exact, persistent in a directory; see the module docstring."""
+
+    kind = "faiss"
+
+    def __init__(self, path: str | Path, metric: Metric = Metric.COSINE) -> None:
+        self._dir = Path(path)
+        super().__init__(str(self._dir), metric)
+        self._lock = threading.RLock()
+        self._catalog = self._dir / "catalog.sqlite3"
+        self._db = self._open()
+        self._indexes: dict[str, _TenantIndex] = {}
+        self._data_version = self._pragma_data_version()
+        self._dim = self._read_meta_dimension()
+
+    # -- opening ------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(self.kind, "open", f"cannot create {self._dir}: {exc}") from exc
+        try:
+            db = sqlite3.connect(self._catalog, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(_SCHEMA)
+            self._check_identity(db)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStore(
+                self.kind,
+                "open",
+                str(self._catalog),
+                f"not a readable shadowswap FAISS catalog ({exc}); move the file away or point "
+                "RETRIEVAL_FAISS_URL at another directory",
+            ) from exc
+        return db
+
+    def _check_identity(self, db: sqlite3.Connection) -> None:
+        rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if not rows:
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?), ('metric', ?)",
+                (FORMAT, self._metric.value),
+            )
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if rows.get("format") != FORMAT:
+            raise IncompatibleStore(
+                self.kind,
+                "open",
+                f"{self._catalog} has format {rows.get('format')!r}; this version reads {FORMAT}",
+            )
+        if rows.get("metric") != self._metric.value:
+            raise IncompatibleStore(
+                self.kind,
+                "open",
+                f"{self._dir} was created with metric {rows.get('metric')!r}, not "
+                f"{self._metric.value!r}; set RETRIEVAL_METRIC={rows.get('metric')} or use a "
+                "new directory",
+            )
+
+    def _read_meta_dimension(self) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
+        return None if row is None else int(row[0])
+
+    def _pragma_data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    # -- BaseStore ----------------------------------------------------------------------
+    def _stored_dimension(self) -> int | None:
+        if self._dim is None:
+            with self._lock:
+                self._dim = self._read_meta_dimension()
+        return self._dim
+
+    def _fix_dimension(self, dimension: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('dimension', ?)", (str(dimension),)
+            )
+            held = self._read_meta_dimension()
+            if held != dimension:
+                raise DimensionMismatch("vector", held or 0, dimension, self.kind)
+            self._dim = held
+
+    def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._lock:
+            for chunk in _chunks(doc_ids):
+                marks = ",".join("?" * len(chunk))
+                out.update(
+                    self._db.execute(
+                        f"SELECT doc_id, hash FROM docs WHERE tenant = ? AND doc_id IN ({marks})",
+                        (tenant, *chunk),
+                    ).fetchall()
+                )
+        return out
+
+    def _write(self, tenant: str, documents: Sequence[Document]) -> None:
+        with self._lock:
+            rows: list[tuple[int, str, np.ndarray, dict[str, MetaValue]]] = []
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for doc in documents:
+                    (iid,) = self._db.execute(
+                        "INSERT INTO docs(tenant, doc_id, hash, vector, metadata, text) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(tenant, doc_id) DO UPDATE SET "
+                        "hash = excluded.hash, vector = excluded.vector, "
+                        "metadata = excluded.metadata, text = excluded.text RETURNING iid",
+                        (
+                            tenant,
+                            doc.doc_id,
+                            doc.content_hash,
+                            doc.vector.tobytes(),
+                            json.dumps(dict(doc.metadata), ensure_ascii=False),
+                            doc.text,
+                        ),
+                    ).fetchone()
+                    rows.append((int(iid), doc.doc_id, doc.vector, dict(doc.metadata)))
+                generation = self._bump(tenant)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            index = self._indexes.get(tenant)
+            if index is not None:
+                index.remove(r[0] for r in rows)
+                index.add(rows)
+                index.generation = generation
+
+    def _delete(self, tenant: str, doc_ids: Sequence[str]) -> int:
+        with self._lock:
+            removed: list[int] = []
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in _chunks(doc_ids):
+                    marks = ",".join("?" * len(chunk))
+                    removed += [
+                        int(r[0])
+                        for r in self._db.execute(
+                            f"DELETE FROM docs WHERE tenant = ? AND doc_id IN ({marks}) "
+                            "RETURNING iid",
+                            (tenant, *chunk),
+                        ).fetchall()
+                    ]
+                generation = self._bump(tenant) if removed else None
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            index = self._indexes.get(tenant)
+            if index is not None and generation is not None:
+                index.remove(removed)
+                index.generation = generation
+            return len(removed)
+
+    def _bump(self, tenant: str) -> int:
+        (generation,) = self._db.execute(
+            "INSERT INTO tenants(tenant, generation) VALUES (?, 1) ON CONFLICT(tenant) "
+            "DO UPDATE SET generation = generation + 1 RETURNING generation",
+            (tenant,),
+        ).fetchone()
+        return int(generation)
+
+    def _search(self, tenant: str, vector: Vector, k: int, filter: Filter) -> list[Hit]:
+        with self._lock:
+            index = self._tenant_index(tenant)
+            if index is None or index.index.ntotal == 0:
+                return []
+            params = None
+            if filter:
+                cands = index.candidates(filter)
+                if not cands:
+                    return []
+                selector = faiss.IDSelectorBatch(np.fromiter(cands, dtype=np.int64))
+                params = faiss.SearchParameters(sel=selector)
+            n = min(k, index.index.ntotal)
+            distances, iids = index.index.search(vector.reshape(1, -1), n, params=params)
+            convention = "sq_l2" if self._metric is Metric.L2 else "ip"
+            hits = []
+            for dist, iid in zip(distances[0], iids[0], strict=True):
+                if iid < 0:
+                    continue
+                doc_id, meta = index.docs[int(iid)]
+                hits.append(
+                    Hit(doc_id, score_from_distance(float(dist), self._metric, convention), meta)
+                )
+            return hits
+
+    def _tenant_index(self, tenant: str) -> _TenantIndex | None:
+        """The tenant's index, (re)loaded from the catalog when missing or stale."""
+        version = self._pragma_data_version()
+        if version != self._data_version:  # another process committed: drop stale indexes
+            self._data_version = version
+            generations = dict(self._db.execute("SELECT tenant, generation FROM tenants"))
+            for name, idx in list(self._indexes.items()):
+                if generations.get(name) != idx.generation:
+                    del self._indexes[name]
+        index = self._indexes.get(tenant)
+        if index is not None:
+            return index
+        dimension = self._stored_dimension()
+        if dimension is None:
+            return None
+        row = self._db.execute(
+            "SELECT generation FROM tenants WHERE tenant = ?", (tenant,)
+        ).fetchone()
+        index = _TenantIndex(dimension, self._metric, int(row[0]) if row else 0)
+        cursor = self._db.execute(
+            "SELECT iid, doc_id, vector, metadata FROM docs WHERE tenant = ?", (tenant,)
+        )
+        while batch := cursor.fetchmany(10_000):
+            index.add(
+                [
+                    (int(iid), doc_id, np.frombuffer(vec, dtype=np.float32), json.loads(meta))
+                    for iid, doc_id, vec, meta in batch
+                ]
+            )
+        self._indexes[tenant] = index
+        return index
+
+    def _get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        out: dict[str, Document] = {}
+        with self._lock:
+            for chunk in _chunks(doc_ids):
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT doc_id, vector, metadata, text FROM docs "
+                    f"WHERE tenant = ? AND doc_id IN ({marks})",
+                    (tenant, *chunk),
+                ).fetchall()
+                for row in rows:
+                    out[row[0]] = self._document(tenant, row)
+        return {d: out[d] for d in doc_ids if d in out}
+
+    def _scan_page(self, tenant: str, after: str | None, limit: int) -> list[Document]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id, vector, metadata, text FROM docs WHERE tenant = ? AND doc_id > ? "
+                "ORDER BY doc_id LIMIT ?",
+                (tenant, "" if after is None else after, limit),
+            ).fetchall()
+        return [self._document(tenant, row) for row in rows]
+
+    def _document(self, tenant: str, row: tuple[Any, ...]) -> Document:
+        doc_id, vec, meta, text = row
+        return Document(
+            tenant, doc_id, np.frombuffer(vec, dtype=np.float32), json.loads(meta), text
+        )
+
+    def _count(self, tenant: str) -> int:
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT COUNT(*) FROM docs WHERE tenant = ?", (tenant,)
+            ).fetchone()
+        return int(n)
+
+    def _tenants(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT tenant FROM docs")]
+
+    def _close(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+            self._db.close()
+
+    def _translate(self, exc: Exception, op: str, tenant: str | None) -> StoreError | None:
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+            return StoreUnavailable(self.kind, op, "the store was closed", tenant)
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreUnavailable(self.kind, op, f"{self._catalog}: {exc}", tenant)
+        if isinstance(exc, sqlite3.DatabaseError):
+            return CorruptStore(self.kind, op, str(self._catalog), str(exc))
+        if isinstance(exc, json.JSONDecodeError | ValueError):
+            return CorruptStore(self.kind, op, str(self._catalog), f"unreadable row: {exc}")
+        return None
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

@@ -1,0 +1,27 @@
+"""Fixtures shared by the whole suite: real servers, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import ChromaServer, chroma_server
+
+
+@pytest.fixture(scope="session")
+def chroma_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``chroma run`` server on a free loopback port, for the whole session."""
+    with chroma_server(tmp_path_factory.mktemp("chroma-server") / "db") as server:
+        yield server.url
+
+
+@pytest.fixture
+def own_chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A Chroma server this test alone uses, so it may kill and restart it."""
+    server = ChromaServer(tmp_path_factory.mktemp("own-chroma") / "db")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
