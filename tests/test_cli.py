@@ -25,6 +25,7 @@ def run(
     clean = {
         k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))
     }
+    clean["PYTHONPATH"] = str(ROOT / "src")  # this checkout's code, whatever is installed
     clean.update(env or {})
     return subprocess.run(
         args, cwd=cwd, env=clean, capture_output=True, text=True, timeout=120, check=False

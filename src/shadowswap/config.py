@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
@@ -276,6 +276,23 @@ class Settings(BaseSettings):
         for name, field in type(self).model_fields.items():
             out[str(field.validation_alias)] = _render(getattr(self, name), mask)
         return out
+
+
+class SettingsSource(Protocol):
+    """Where long-running code reads its settings from, once per request: a fixed object, or
+    one that follows an env file being edited (rollout)."""
+
+    def current(self) -> Settings: ...
+
+
+class StaticSettings:
+    """A `SettingsSource` that never changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def current(self) -> Settings:
+        return self._settings
 
 
 VARIABLES: tuple[str, ...] = tuple(str(f.validation_alias) for f in Settings.model_fields.values())

@@ -1,0 +1,1 @@
+"""Rollout control: per-request decisions, phases, env-file edits, rollback."""
