@@ -4,24 +4,17 @@ nothing else there; messages go to stderr."""
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 
 from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
+from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
 from shadowswap.demo import run_demo
-from shadowswap.errors import ConfigError, InvalidInput, MissingDependency, ShadowswapError
 from shadowswap.logs import configure_logging
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 app = typer.Typer(
     name="shadowswap",
@@ -30,38 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EnvFile = Annotated[
-    Path | None,
-    typer.Option("--env-file", help="Env file to read (the process environment wins over it)."),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def fail(exc: BaseException) -> NoReturn:
-    """Print a one-line error (no traceback) and exit with the contract's code."""
-    usage = isinstance(exc, ConfigError | InvalidInput | MissingDependency)
-    typer.echo(f"shadowswap: error: {exc}", err=True)
-    if isinstance(exc, ConfigError):
-        typer.echo("  (run 'shadowswap config' to see the effective configuration)", err=True)
-    raise typer.Exit(2 if usage else 1)
-
-
-def handled(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn shadowswap's errors into messages and exit codes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except ShadowswapError as exc:
-            fail(exc)
-
-    return wrapper
-
-
-def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @app.command("config")
@@ -157,6 +118,9 @@ def demo_cmd(
 def version_cmd() -> None:
     """Print shadowswap's version."""
     typer.echo(__version__)
+
+
+# Subcommands of later issues live in their own modules and register here, one line each.
 
 
 def main() -> None:
