@@ -227,6 +227,8 @@ class Settings(BaseSettings):
     auth: OnOff = _var("RETRIEVAL_AUTH", True)
     api_keys_file: OptionalText = _var("RETRIEVAL_API_KEYS_FILE", None)
     metric: Annotated[Metric, BeforeValidator(_metric)] = _var("RETRIEVAL_METRIC", Metric.COSINE)
+    # Where commands leave state for others to read (last reconcile result, checkpoints)
+    state_dir: Text = _var("RETRIEVAL_STATE_DIR", "./data/state")
 
     @classmethod
     def settings_customise_sources(
