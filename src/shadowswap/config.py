@@ -229,6 +229,10 @@ class Settings(BaseSettings):
     metric: Annotated[Metric, BeforeValidator(_metric)] = _var("RETRIEVAL_METRIC", Metric.COSINE)
     # Where commands leave state for others to read (last reconcile result, checkpoints)
     state_dir: Text = _var("RETRIEVAL_STATE_DIR", "./data/state")
+    # Dual write (issue 4, docs/dual-write.md): deadline of the inline write to the other backend
+    dual_write_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
+        "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS", 500
+    )
 
     @classmethod
     def settings_customise_sources(
