@@ -70,8 +70,11 @@ def fill_outbox(tmp_path: Path) -> None:
         primary, target, static(**env_for(tmp_path)), outbox, Breaker(clock, sink), sink, clock
     )
     writer.upsert("acme", [doc("acme", "1"), doc("acme", "2"), doc("acme", "3")])
+    writer.flush(30)  # each background attempt fails: three open the breaker
     writer.upsert("acme", [doc("acme", "1", 2)])
+    writer.flush(30)
     writer.delete("acme", ["3"])
+    writer.flush(30)
     writer.upsert("beta", [doc("beta", "x")])
     writer.close()
     outbox.close()
@@ -99,7 +102,7 @@ def test_the_runbook_script_replays_everything_and_reports_the_contract_keys(
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
     assert planned["would_replay"] == 6 and planned["remaining"] == 6
-    assert planned["tenants"]["acme"]["upsert"] == {"items": 4, "documents": 3, "failing": 0}
+    assert planned["tenants"]["acme"]["upsert"] == {"items": 4, "documents": 3, "failing": 4}
     out = run(script("--max-items", "500", "--sleep-ms", "5", "--json"), tmp_path, env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -120,7 +123,7 @@ def test_dry_run_shows_counts_and_no_content_and_changes_nothing(tmp_path: Path)
     assert out.returncode == 0, out.stderr
     assert "6 items stored" in out.stdout and "oldest" in out.stdout
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("  ")]
-    assert ["acme", "upsert", "4", "3", "0"] in rows and ["beta", "upsert", "1", "1", "0"] in rows
+    assert ["acme", "upsert", "4", "3", "4"] in rows and ["beta", "upsert", "1", "1", "0"] in rows
     assert "v0 1" not in out.stdout + out.stderr  # document text never shown
     assert (
         json.loads(run(cli("--dry-run", "--json"), tmp_path, env_for(tmp_path)).stdout)["remaining"]
@@ -147,7 +150,7 @@ def test_an_unreachable_target_exits_1_and_keeps_the_items(tmp_path: Path) -> No
     human = run(cli(), tmp_path, env)
     assert human.returncode == 1 and "failed" in human.stdout and "Traceback" not in human.stderr
     dry = json.loads(run(cli("--dry-run", "--json"), tmp_path, env).stdout)
-    assert dry["failing"] > 0
+    assert dry["failing"] == report["failed"] == 5  # acme's five items, with their errors
 
 
 def test_a_corrupt_outbox_file_exits_1_naming_the_file(tmp_path: Path) -> None:

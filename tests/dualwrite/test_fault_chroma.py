@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from shadowswap.clock import FakeClock
-from shadowswap.dualwrite.breaker import Breaker
+from shadowswap.dualwrite.breaker import Breaker, BreakerConfig, State, Ticket
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
@@ -51,6 +51,18 @@ def _document(rng: random.Random, tenant: str, doc_id: str) -> Document:
     )
 
 
+class CountingBreaker(Breaker):
+    """The real breaker, remembering every attempt's outcome and the state after it."""
+
+    def __init__(self, clock: FakeClock, sink: RecordingSink) -> None:
+        super().__init__(clock, sink)
+        self.attempts: list[tuple[bool, State]] = []
+
+    def record(self, ticket: Ticket, *, ok: bool, config: BreakerConfig) -> None:
+        super().record(ticket, ok=ok, config=config)
+        self.attempts.append((ok, self.state))
+
+
 def hashes(store: VectorStore, tenant: str) -> dict[str, str]:
     return {d.doc_id: d.content_hash for page in store.scan(tenant) for d in page}
 
@@ -64,7 +76,8 @@ def test_target_killed_and_restarted_during_2000_writes(
     primary = FaissStore(tmp_path / "faiss", Metric.COSINE)
     target = ChromaStore(own_chroma_server.url, Metric.COSINE)
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
-    writer = DualWriter(primary, target, static(**ENV), outbox, Breaker(clock, sink), sink, clock)
+    breaker = CountingBreaker(clock, sink)
+    writer = DualWriter(primary, target, static(**ENV), outbox, breaker, sink, clock)
     rng = random.Random(20240611)
     live: dict[str, list[str]] = {t: [] for t in TENANTS}
     next_id = 0
@@ -72,8 +85,9 @@ def test_target_killed_and_restarted_during_2000_writes(
     kill_mark = 0
     for i in range(WRITES):
         if i == KILL_AT:
+            writer.flush(60)  # (so that the count below starts at the kill)
             own_chroma_server.kill()  # SIGKILL, as a crash would
-            kill_mark = len(sink.events)
+            kill_mark = len(breaker.attempts)
         if i == RESTART_AT:
             own_chroma_server.start()
         tenant = rng.choice(TENANTS)
@@ -99,16 +113,15 @@ def test_target_killed_and_restarted_during_2000_writes(
 
     assert len(outcomes) == WRITES
     assert "dropped" not in outcomes and "unrecorded" not in outcomes
-    assert set(outcomes[:KILL_AT]) == {"applied"}
-    assert outcomes[RESTART_AT + 200 :].count("applied") == WRITES - RESTART_AT - 200
-    # the breaker opened within the threshold: at most THRESHOLD failed attempts after the kill
-    after_kill = sink.events[kill_mark:]
-    opened = after_kill.index(("breaker_state", ("open",)))
-    assert [name for name, _ in after_kill[:opened]].count("dual_write_error") <= THRESHOLD
-    assert outcomes[KILL_AT + THRESHOLD : RESTART_AT].count("applied") == 0
-    states = [args[0] for name, args in after_kill if name == "breaker_state"]
-    assert states[:3] == ["open", "half_open", "open"]  # trials while down failed
-    assert states[-1] == "closed"  # a trial after the restart closed it
+    assert set(outcomes[:KILL_AT]) == {"deferred"}
+    assert set(outcomes[RESTART_AT + 200 :]) == {"deferred"}
+    # the breaker opened within the threshold: THRESHOLD failed attempts after the kill
+    after_kill = breaker.attempts[kill_mark:]
+    opened = next(n for n, (_, state) in enumerate(after_kill, 1) if state is State.OPEN)
+    assert opened == THRESHOLD and not any(ok for ok, _ in after_kill[:opened])
+    # then the writes went to the outbox, but for the trials made every window
+    assert outcomes[KILL_AT:RESTART_AT].count("queued") > 0.9 * (RESTART_AT - KILL_AT)
+    assert breaker.attempts[-1] == (True, State.CLOSED)  # a trial after the restart closed it
     assert outbox.stats().size > 0
 
     clock.advance(61)  # cron runs later than the in-flight grace

@@ -49,6 +49,16 @@ class World:
     def replayer(self, **kw: object) -> Replayer:
         return Replayer(self.outbox, self.stores, self.settings, RecordingSink(), self.clock, **kw)  # type: ignore[arg-type]
 
+    def upsert(self, tenant: str, docs: list[Document]) -> str:
+        outcome = self.writer.upsert(tenant, docs).outcome
+        assert self.writer.flush(30)  # the background apply is done (or failed)
+        return outcome
+
+    def delete(self, tenant: str, ids: list[str]) -> str:
+        outcome = self.writer.delete(tenant, ids).outcome
+        assert self.writer.flush(30)
+        return outcome
+
     def target_goes_down(self) -> None:
         self.down.go_down()
 
@@ -80,11 +90,11 @@ def test_only_the_newest_change_of_a_document_is_applied(tmp_path: Path) -> None
     w = world(tmp_path)
     w.target_goes_down()
     for version in range(3):
-        w.writer.upsert("acme", [doc("acme", "x", version)])
-    w.writer.delete("acme", ["y"])
-    w.writer.upsert("acme", [doc("acme", "y", 1)])  # delete then upsert: ends upserted
-    w.writer.upsert("acme", [doc("acme", "z")])
-    w.writer.delete("acme", ["z"])  # upsert then delete: ends deleted
+        w.upsert("acme", [doc("acme", "x", version)])
+    w.delete("acme", ["y"])
+    w.upsert("acme", [doc("acme", "y", 1)])  # delete then upsert: ends upserted
+    w.upsert("acme", [doc("acme", "z")])
+    w.delete("acme", ["z"])  # upsert then delete: ends deleted
     report = w.replayer().run()
     assert in_step(w, "acme") and set(hashes(w.target, "acme")) == {"x", "y"}
     assert hashes(w.target, "acme")["x"] == doc("acme", "x", 2).content_hash
@@ -97,9 +107,10 @@ def test_only_the_newest_change_of_a_document_is_applied(tmp_path: Path) -> None
 def test_a_stale_upsert_never_overwrites_a_newer_inline_write(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.target_goes_down()
-    w.writer.upsert("acme", [doc("acme", "x", 1)])
+    w.upsert("acme", [doc("acme", "x", 1)])
     w.target_comes_back()
-    assert w.writer.upsert("acme", [doc("acme", "x", 2)]).outcome == "applied"
+    assert w.upsert("acme", [doc("acme", "x", 2)]) == "deferred"
+    assert hashes(w.target, "acme") == {"x": doc("acme", "x", 2).content_hash}
     assert w.replayer().run().in_flight == 1  # it could still be in flight: left alone
     w.clock.advance(60)
     report = w.replayer().run()
@@ -109,11 +120,11 @@ def test_a_stale_upsert_never_overwrites_a_newer_inline_write(tmp_path: Path) ->
 
 def test_a_stale_delete_never_removes_a_newer_inline_write(tmp_path: Path) -> None:
     w = world(tmp_path)
-    w.writer.upsert("acme", [doc("acme", "x", 1)])
+    w.upsert("acme", [doc("acme", "x", 1)])
     w.target_goes_down()
-    w.writer.delete("acme", ["x"])
+    w.delete("acme", ["x"])
     w.target_comes_back()
-    w.writer.upsert("acme", [doc("acme", "x", 2)])
+    w.upsert("acme", [doc("acme", "x", 2)])
     w.clock.advance(60)
     report = w.replayer().run()
     assert hashes(w.target, "acme") == {"x": doc("acme", "x", 2).content_hash}
@@ -123,7 +134,7 @@ def test_a_stale_delete_never_removes_a_newer_inline_write(tmp_path: Path) -> No
 def test_a_change_the_target_already_holds_is_skipped(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.target_goes_down()
-    w.writer.upsert("acme", [doc("acme", "x")])
+    w.upsert("acme", [doc("acme", "x")])
     w.target.upsert("acme", [doc("acme", "x")])  # an abandoned inline write that landed late
     report = w.replayer().run()
     assert (report.replayed, report.skipped_unchanged, report.skipped_superseded) == (0, 1, 1)
@@ -151,20 +162,26 @@ def test_failed_items_stay_with_their_attempts_and_last_error(tmp_path: Path) ->
     w = world(tmp_path)
     w.target_goes_down()
     for i in range(5):
-        w.writer.upsert("acme", [doc("acme", str(i))])
+        w.upsert("acme", [doc("acme", str(i))])
     broken = FailingStore(w.target, ops=["get", "upsert", "delete"])
 
     def stores(kind: str) -> VectorStore:
         return {"memory": w.primary, "faiss": broken}[kind]
 
+    def attempts() -> list[int]:
+        items = w.outbox.claim("inspect", limit=10, after=0, upto=99, now=w.clock.now()).items
+        w.outbox.release("inspect", [i.seq for i in items])
+        assert all(i.last_error for i in items if i.attempts)
+        return [i.attempts for i in items]
+
+    before = attempts()  # the writer's own background attempts failed for the first three
+    assert before == [1, 1, 1, 0, 0]
     failing = Replayer(w.outbox, stores, w.settings, RecordingSink(), w.clock, batch=2)
     report = failing.run()
     assert (report.failed, report.remaining, report.ok) == (2, 5, False)
     assert report.stopped is not None and "StoreUnavailable" in report.stopped
     assert broken.calls == 1  # an unreachable backend stops the run at once
-    items = w.outbox.claim("inspect", limit=10, after=0, upto=99, now=w.clock.now()).items
-    assert [(i.attempts, i.last_error is not None) for i in items][:2] == [(1, True)] * 2
-    w.outbox.release("inspect", [i.seq for i in items])
+    assert attempts() == [2, 2, 1, 0, 0]
     again = w.replayer().run()
     assert (again.replayed, again.remaining) == (5, 0) and in_step(w, "acme")
 
@@ -173,7 +190,7 @@ def test_max_items_and_sleep_ms_bound_a_run(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.target_goes_down()
     for i in range(5):
-        w.writer.upsert("acme", [doc("acme", str(i))])
+        w.upsert("acme", [doc("acme", str(i))])
     first = w.replayer().run(max_items=2)
     assert (first.replayed, first.remaining) == (2, 3)
     start = w.clock.monotonic()
@@ -185,12 +202,12 @@ def test_max_items_and_sleep_ms_bound_a_run(tmp_path: Path) -> None:
 def test_items_appended_during_a_run_wait_for_the_next_one(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.target_goes_down()
-    w.writer.upsert("acme", [doc("acme", "1")])
+    w.upsert("acme", [doc("acme", "1")])
     seen: list[int] = []
 
     def progress(_report: object) -> None:
         if not seen:
-            w.writer.upsert("acme", [doc("acme", "late")])
+            w.upsert("acme", [doc("acme", "late")])
         seen.append(1)
 
     report = w.replayer(batch=1).run(progress=progress)
@@ -202,8 +219,8 @@ def test_two_replays_at_once_neither_double_apply_nor_lose_an_item(tmp_path: Pat
     w = world(tmp_path, outbox=SqliteOutbox(path))
     w.target_goes_down()
     for i in range(120):
-        w.writer.upsert("acme", [doc("acme", f"d{i % 70}", i)])
-    w.writer.delete("acme", [f"d{i}" for i in range(0, 70, 7)])
+        w.upsert("acme", [doc("acme", f"d{i % 70}", i)])
+    w.delete("acme", [f"d{i}" for i in range(0, 70, 7)])
     total = w.outbox.stats().size
     slow = SlowStore(w.target, 0.002, ops=["upsert", "delete"], clock=SystemClock())
 
@@ -271,7 +288,7 @@ class _RacingTarget(FaissStore):
 def test_a_write_racing_the_replay_is_restored_from_the_source(tmp_path: Path) -> None:
     w = world(tmp_path)
     w.target_goes_down()
-    w.writer.upsert("acme", [doc("acme", "x", 1)])
+    w.upsert("acme", [doc("acme", "x", 1)])
     racing = _RacingTarget(tmp_path / "racing", w.primary, doc("acme", "x", 2))
 
     def stores(kind: str) -> VectorStore:
@@ -288,22 +305,24 @@ def test_a_write_racing_the_replay_is_restored_from_the_source(tmp_path: Path) -
 
 def test_a_dry_run_counts_per_tenant_and_operation_and_shows_no_content(tmp_path: Path) -> None:
     w = world(tmp_path)
+    w.upsert("beta", [doc("beta", "9")])
     w.target_goes_down()
-    w.writer.upsert("acme", [doc("acme", "1"), doc("acme", "2")])
+    w.upsert("acme", [doc("acme", "1"), doc("acme", "2")])
     w.clock.advance(12)
-    w.writer.upsert("acme", [doc("acme", "1", 2)])
-    w.writer.delete("beta", ["9"])
+    w.upsert("acme", [doc("acme", "1", 2)])
+    w.delete("beta", ["9"])
+    w.upsert("acme", [doc("acme", "3")])  # the breaker is open: left for the replay
     dry = w.replayer().dry_run()
     out = dry.as_dict()
-    assert out["tenants"] == {
-        "acme": {"upsert": {"items": 3, "documents": 2, "failing": 0}},
-        "beta": {"delete": {"items": 1, "documents": 1, "failing": 0}},
+    assert out["tenants"] == {  # the writer's three background attempts failed
+        "acme": {"upsert": {"items": 4, "documents": 3, "failing": 3}},
+        "beta": {"delete": {"items": 1, "documents": 1, "failing": 1}},
     }
-    assert (out["would_replay"], out["remaining"], out["oldest_age_s"]) == (4, 4, 12.0)
-    assert w.replayer().dry_run(max_items=2).as_dict()["would_replay"] == 2
+    assert (out["would_replay"], out["remaining"], out["oldest_age_s"]) == (5, 5, 12.0)
+    assert (out["failing"], w.replayer().dry_run(max_items=2).as_dict()["would_replay"]) == (4, 2)
     text = json.dumps(out)
     assert "v0 1" not in text and "lang" not in text  # no document text, no metadata
-    assert w.outbox.stats().size == 4  # nothing changed
+    assert w.outbox.stats().size == 5  # nothing changed
 
 
 def test_changes_for_an_unconfigured_backend_are_a_configuration_error(tmp_path: Path) -> None:

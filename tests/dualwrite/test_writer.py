@@ -17,6 +17,7 @@ from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker, State
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
+from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import StoreUnavailable
@@ -28,7 +29,7 @@ from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.values import Document
-from tests.dualwrite.conftest import doc, static
+from tests.dualwrite.conftest import doc, settings, static
 
 
 @dataclass
@@ -88,12 +89,13 @@ def test_dual_write_off_writes_the_primary_only(tmp_path: Path) -> None:
     assert r.outbox.stats().size == 0
 
 
-def test_a_healthy_target_gets_every_write_inline(tmp_path: Path) -> None:
+def test_a_healthy_target_gets_every_write_in_the_background(tmp_path: Path) -> None:
     r = rig(tmp_path)
     r.writer.upsert("acme", [doc("acme", "1"), doc("acme", "2")], trace_id="t1")
     r.writer.upsert("acme", [doc("acme", "1", 2)])
     result = r.writer.delete("acme", ["2"])
-    assert (result.outcome, result.written, result.deferred) == ("applied", 1, "faiss")
+    assert (result.outcome, result.written, result.deferred) == ("deferred", 1, "faiss")
+    assert r.writer.flush(30)
     assert (
         hashes(r.primary, "acme")
         == hashes(r.target, "acme")
@@ -106,8 +108,8 @@ def test_a_healthy_target_gets_every_write_inline(tmp_path: Path) -> None:
 def test_tenants_outside_the_allowlist_are_not_dual_written(tmp_path: Path) -> None:
     r = rig(tmp_path, RETRIEVAL_TENANT_ALLOWLIST="pilot")
     assert r.writer.upsert("acme", [doc("acme", "1")]).outcome == "none"
-    assert r.writer.upsert("pilot", [doc("pilot", "1")]).outcome == "applied"
-    assert r.target.tenants() == ["pilot"]
+    assert r.writer.upsert("pilot", [doc("pilot", "1")]).outcome == "deferred"
+    assert r.writer.flush(30) and r.target.tenants() == ["pilot"]
 
 
 def test_a_cut_over_tenant_writes_the_target_first_and_the_primary_deferred(
@@ -115,8 +117,8 @@ def test_a_cut_over_tenant_writes_the_target_first_and_the_primary_deferred(
 ) -> None:
     r = rig(tmp_path, RETRIEVAL_CUTOVER_TENANTS="acme")
     result = r.writer.upsert("acme", [doc("acme", "1")])
-    assert (result.sync, result.deferred, result.outcome) == ("faiss", "memory", "applied")
-    assert hashes(r.primary, "acme") == hashes(r.target, "acme")
+    assert (result.sync, result.deferred, result.outcome) == ("faiss", "memory", "deferred")
+    assert r.writer.flush(30) and hashes(r.primary, "acme") == hashes(r.target, "acme")
 
 
 def test_a_failing_target_never_fails_a_write_and_opens_the_breaker(tmp_path: Path) -> None:
@@ -124,8 +126,11 @@ def test_a_failing_target_never_fails_a_write_and_opens_the_breaker(tmp_path: Pa
     target = r.target
     assert isinstance(target, FlappingStore)
     target.go_down()
-    outcomes = [r.writer.upsert("acme", [doc("acme", str(i))]).outcome for i in range(10)]
-    assert outcomes == ["queued"] * 10
+    outcomes = []
+    for i in range(10):
+        outcomes.append(r.writer.upsert("acme", [doc("acme", str(i))]).outcome)
+        assert r.writer.flush(30)  # one background attempt per write, for a clear count
+    assert outcomes == ["deferred"] * 3 + ["queued"] * 7
     assert target.calls == 3  # the breaker opened at the third failure: no more attempts
     assert r.writer.breaker.state is State.OPEN
     assert len(r.sink.of("dual_write_error")) == 3
@@ -142,31 +147,78 @@ def test_after_the_window_one_trial_closes_the_breaker(tmp_path: Path) -> None:
     target.go_down()
     for i in range(4):
         r.writer.upsert("acme", [doc("acme", str(i))])
+        r.writer.flush(30)
     target.come_up()
     r.clock.advance(29)
     assert r.writer.upsert("acme", [doc("acme", "x")]).outcome == "queued"
     r.clock.advance(1)
-    assert r.writer.upsert("acme", [doc("acme", "y")]).outcome == "applied"
-    assert r.writer.breaker.state is State.CLOSED
+    assert r.writer.upsert("acme", [doc("acme", "y")]).outcome == "deferred"
+    assert r.writer.flush(30) and r.writer.breaker.state is State.CLOSED
+    assert "y" in hashes(r.target, "acme")
     assert [a[0] for a in r.sink.of("breaker_state")] == ["closed", "open", "half_open", "closed"]
 
 
-def test_a_hung_target_holds_a_write_no_longer_than_the_deadline(tmp_path: Path) -> None:
+def test_a_hung_target_never_holds_a_write(tmp_path: Path) -> None:
     r = rig(tmp_path, wrap=HangingStore, workers=2, RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="50")
     target = r.target
     assert isinstance(target, HangingStore)
     try:
-        first = r.writer.upsert("acme", [doc("acme", "1")])
-        second = r.writer.upsert("acme", [doc("acme", "2")])
-        assert target.wait_for_waiting(2)
-        # both workers are held: the third call is refused at once instead of waiting
-        third = r.writer.upsert("acme", [doc("acme", "3")])
-        assert [first.outcome, second.outcome, third.outcome] == ["queued"] * 3
-        assert target.calls == 2 and r.writer.breaker.state is State.OPEN
-        assert r.outbox.stats().size == 3
+        outcomes = []
+        for i in range(4):  # each returns at once: the target is only touched in background
+            outcomes.append(r.writer.upsert("acme", [doc("acme", str(i))]).outcome)
+            assert r.writer.flush(30)
+        # two batches hang past their deadline and hold both workers; the third is refused
+        # at once: three failures open the breaker, the fourth write goes to the replay
+        assert outcomes == ["deferred"] * 3 + ["queued"]
+        assert target.wait_for_waiting(2) and target.calls == 2
+        assert r.writer.breaker.state is State.OPEN
+        assert len(r.sink.of("dual_write_error")) == 3
+        assert r.outbox.stats().size == 4
     finally:
         target.release()
         r.writer.close()
+
+
+def test_a_backlogged_applier_leaves_new_writes_to_the_replay(tmp_path: Path) -> None:
+    r = rig(tmp_path, wrap=HangingStore, RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="60000")
+    r.writer.close()
+    target = r.target
+    assert isinstance(target, HangingStore)
+    writer = DualWriter(
+        r.primary, target, static(RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="60000"), r.outbox,
+        Breaker(r.clock, r.sink), r.sink, r.clock, max_backlog_items=2,
+    )  # fmt: skip
+    try:
+        first = writer.upsert("acme", [doc("acme", "0")]).outcome
+        assert target.wait_for_waiting(1)  # the applier holds the first batch
+        rest = [writer.upsert("acme", [doc("acme", str(i))]).outcome for i in range(1, 4)]
+        assert [first, *rest] == ["deferred", "deferred", "deferred", "queued"]
+    finally:
+        target.release()
+        writer.close()
+    assert hashes(target, "acme").keys() == {"0", "1", "2"}
+
+
+def test_the_replay_takes_the_items_of_a_writer_that_died(tmp_path: Path) -> None:
+    r = rig(tmp_path, wrap=HangingStore, RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="60000")
+    target = r.target
+    assert isinstance(target, HangingStore)
+    r.writer.upsert("acme", [doc("acme", "1")])
+    assert target.wait_for_waiting(1)  # the writer "dies" here, its item leased to it
+    replayer = Replayer(
+        r.outbox,
+        {"memory": r.primary, "faiss": target.inner}.__getitem__,
+        settings(),
+        RecordingSink(),
+        r.clock,
+    )
+    assert replayer.run().remaining == 1  # leased: left alone
+    r.clock.advance(61)  # the lease has expired
+    report = replayer.run()
+    assert (report.replayed, report.remaining) == (1, 0)
+    assert hashes(target.inner, "acme") == hashes(r.primary, "acme")
+    target.release()
+    r.writer.close()
 
 
 @pytest.mark.parametrize("breaker_open", [False, True])
@@ -181,6 +233,7 @@ def test_a_failing_primary_fails_the_write_and_queues_nothing(
         target.go_down()
         for i in range(3):
             r.writer.upsert("acme", [doc("acme", f"before-{i}")])
+            r.writer.flush(30)
         assert r.writer.breaker.state is State.OPEN
     before = r.outbox.stats().size
     primary.go_down()
@@ -191,6 +244,7 @@ def test_a_failing_primary_fails_the_write_and_queues_nothing(
     r.writer.close()
     assert r.outbox.stats().size == before
     assert "1" not in hashes(target.inner, "acme")
+    assert r.sink.of("dual_write_skipped") == []  # failed writes are not counted as skipped
 
 
 def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
@@ -199,7 +253,8 @@ def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
     r = rig(tmp_path)
     r.target.upsert("other", [Document("other", "x", [1.0, 0.0, 0.0])])  # target holds 3-d
     for i in range(5):
-        assert r.writer.upsert("acme", [doc("acme", str(i))]).outcome == "queued"
+        assert r.writer.upsert("acme", [doc("acme", str(i))]).outcome == "deferred"
+        assert r.writer.flush(30)
     assert r.writer.breaker.state is State.CLOSED
     assert len(r.sink.of("dual_write_error")) == 5
 
@@ -209,6 +264,7 @@ def test_the_outbox_keeps_the_hash_both_stores_hold(tmp_path: Path) -> None:
     r.target.go_down()  # type: ignore[attr-defined]
     raw = Document("acme", "1", [3.0, 4.0], {"k": 1})  # not unit length: stores normalise
     r.writer.upsert("acme", [raw])
+    r.writer.flush(30)
     [item] = r.outbox.claim("t", limit=5, after=0, upto=99, now=r.clock.now()).items
     assert item.content_hash == hashes(r.primary, "acme")["1"] != raw.content_hash
 
@@ -219,9 +275,12 @@ def test_a_full_outbox_drops_counts_logs_and_records(
     r = rig(tmp_path, wrap=FlappingStore, RETRIEVAL_DUAL_WRITE_OUTBOX_MAX="3")
     r.target.go_down()  # type: ignore[attr-defined]
     with caplog.at_level(logging.WARNING, logger="shadowswap.dualwrite"):
-        results = [r.writer.upsert("acme", [doc("acme", str(i))]) for i in range(3)]
+        results = []
+        for i in range(3):
+            results.append(r.writer.upsert("acme", [doc("acme", str(i))]))
+            r.writer.flush(30)
         last = r.writer.upsert("acme", [doc("acme", "3"), doc("acme", "4")])
-    assert [x.outcome for x in results] == ["queued"] * 3
+    assert [x.outcome for x in results] == ["deferred"] * 3
     assert (last.outcome, last.queued, last.dropped) == ("dropped", 0, 2)
     assert r.sink.of("outbox_dropped") == [("full", 2)]
     assert {(d.doc_id, d.reason) for d in r.outbox.dropped()} == {("3", "full"), ("4", "full")}
@@ -234,7 +293,8 @@ def test_items_past_the_ttl_are_dropped_counted_and_recorded(tmp_path: Path) -> 
     r.target.go_down()  # type: ignore[attr-defined]
     r.writer.upsert("acme", [doc("acme", "old")])
     r.clock.advance(60)
-    r.writer.delete("acme", ["newer"])
+    r.writer.upsert("acme", [doc("acme", "newer")])
+    r.writer.flush(30)
     r.clock.advance(40.5)
     stats = r.writer.refresh_metrics()
     assert stats.size == 1 and stats.dropped_ttl == 1
@@ -248,6 +308,7 @@ def test_size_and_drops_follow_changes_made_by_another_process(tmp_path: Path) -
     r = rig(tmp_path, wrap=FlappingStore, outbox=SqliteOutbox(path))
     r.target.go_down()  # type: ignore[attr-defined]
     r.writer.upsert("acme", [doc("acme", "1"), doc("acme", "2")])
+    r.writer.flush(30)
     other = SqliteOutbox(path)  # a replay in another process
     claim = other.claim("cron", limit=10, after=0, upto=99, now=r.clock.now())
     other.ack("cron", [i.seq for i in claim.items])
@@ -267,10 +328,11 @@ def test_an_outbox_that_fails_never_fails_the_write(
     box.close()
     with caplog.at_level(logging.ERROR, logger="shadowswap.dualwrite"):
         result = r.writer.upsert("acme", [doc("acme", "1")])
+        r.writer.close()  # waits for the direct attempt at the (down) target
     assert result.outcome == "unrecorded" and result.written == 1
-    [record] = [rec for rec in caplog.records if rec.levelno == logging.ERROR]
-    assert record.doc_ids == ["1"]  # type: ignore[attr-defined]
-    assert len(r.sink.of("dual_write_error")) == 2  # the failed write, the failed append
+    records = [rec for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert [rec.doc_ids for rec in records] == [["1"], ["1"]]  # type: ignore[attr-defined]
+    assert len(r.sink.of("dual_write_error")) == 2  # the failed append, the failed direct write
 
 
 def test_logs_hold_ids_and_counts_but_never_content(
@@ -284,6 +346,7 @@ def test_logs_hold_ids_and_counts_but_never_content(
     with caplog.at_level(logging.DEBUG, logger="shadowswap"):
         for i in range(4):
             r.writer.upsert("acme", [secret.with_vector(secret.vector * (i + 1))], trace_id="tr")
+            r.writer.flush(30)
     formatter = JsonFormatter()
     lines = [formatter.format(rec) for rec in caplog.records]
     assert lines and any("doc-1" in line for line in lines)

@@ -50,36 +50,29 @@ class MemoryOutbox:
         return self._location
 
     def append(
-        self, changes: Sequence[Change], *, now: float, capacity: int, ttl_s: float
+        self,
+        changes: Sequence[Change],
+        *,
+        now: float,
+        capacity: int,
+        ttl_s: float,
+        lease_owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> Appended:
+        lease_until = None if lease_owner is None else now + lease_s
         with self._lock:
             expired = self._expire(now, ttl_s)
             room = max(0, capacity - len(self._rows))
             seqs = []
             for change in changes[:room]:
                 self._seq += 1
-                vector, metadata, text = change.encoded()
                 self._rows[self._seq] = _Row(
-                    Item(
-                        seq=self._seq,
-                        tenant=change.tenant,
-                        doc_id=change.doc_id,
-                        destination=change.destination,
-                        op=change.op,
-                        content_hash=change.content_hash,
-                        vector=vector,
-                        metadata=metadata,
-                        text=text,
-                        trace_id=change.trace_id,
-                        created_at=now,
-                        attempts=0,
-                        last_error=None,
-                    )
+                    Item.of(self._seq, change, now), lease_owner, lease_until
                 )
                 seqs.append(self._seq)
             refused = tuple(changes[room:])
             self._record([(c.tenant, c.doc_id, c.destination) for c in refused], "full", now)
-            return Appended(tuple(seqs), refused, expired, self._stats())
+            return Appended(tuple(seqs), refused, expired, self._stats(), now)
 
     def discard(self, seqs: Sequence[int]) -> int:
         with self._lock:

@@ -25,7 +25,9 @@ Semantics
     claim       takes *whole documents*: every item of each claimed (tenant, doc_id), leased
                 to one owner for ``lease_s`` seconds. A document with an item leased by
                 another owner is not claimed, so two replays never work on the same document
-                at once; a replay that dies leaves leases that expire.
+                at once; a replay that dies leaves leases that expire. ``append`` may lease
+                new items to their writer at once: it applies them itself, in the background,
+                and a replay takes them only if the writer died.
     ack/fail    only the lease owner can ack (delete) or fail (attempts + 1, last error kept)
                 its items.
     durability  an item is stored when ``append`` returns (SQLite: WAL, synchronous=FULL, an
@@ -106,6 +108,15 @@ class Item:
     attempts: int
     last_error: str | None
 
+    @classmethod
+    def of(cls, seq: int, change: Change, created_at: float) -> Item:
+        """The item ``append`` stored for ``change`` under ``seq``, without reading it back."""
+        vector, metadata, text = change.encoded()
+        return cls(
+            seq, change.tenant, change.doc_id, change.destination, change.op,
+            change.content_hash, vector, metadata, text, change.trace_id, created_at, 0, None,
+        )  # fmt: skip
+
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant, self.doc_id)
@@ -154,13 +165,15 @@ Key = tuple[str, str, str]  # (tenant, doc_id, destination)
 
 @dataclass(frozen=True)
 class Appended:
-    """What `Outbox.append` did: sequence numbers stored, changes refused because the outbox
-    was full, items it expired on the way (their keys), and the stored state after."""
+    """What `Outbox.append` did: sequence numbers of the changes stored (the first
+    ``len(seqs)`` of those given, in order), changes refused because the outbox was full,
+    items it expired on the way (their keys), the stored state after, and the time stamped."""
 
     seqs: tuple[int, ...]
     refused: tuple[Change, ...]
     expired: tuple[Key, ...]
     stats: OutboxStats
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,8 +215,17 @@ class Outbox(Protocol):
         """The file or DSN (password masked), for messages."""
 
     def append(
-        self, changes: Sequence[Change], *, now: float, capacity: int, ttl_s: float
-    ) -> Appended: ...
+        self,
+        changes: Sequence[Change],
+        *,
+        now: float,
+        capacity: int,
+        ttl_s: float,
+        lease_owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> Appended:
+        """Store ``changes`` (leased to ``lease_owner`` for ``lease_s`` when given: the dual
+        writer applies its own items at once, and a replay takes them only if it died)."""
 
     def discard(self, seqs: Sequence[int]) -> int:
         """Delete items whatever their lease (the write they belong to failed)."""

@@ -246,6 +246,14 @@ class Replayer:
         log.info("outbox replay finished", extra=report.as_dict())
         return report
 
+    def apply(self, items: Sequence[Item]) -> ReplayReport:
+        """Apply items already leased to this owner, by the same rules as a run, without
+        claiming: the dual writer's background applier hands its own fresh items here."""
+        started = time.perf_counter()
+        tally = _Tally()
+        self._process(items, tally)
+        return self._report_of(tally, 0, None, started)
+
     def _report_of(
         self, tally: _Tally, expired: int, stats: OutboxStats | None, started: float
     ) -> ReplayReport:

@@ -108,15 +108,23 @@ class SqlOutbox(abc.ABC):
 
     # -- appending ------------------------------------------------------------------------
     def append(
-        self, changes: Sequence[Change], *, now: float, capacity: int, ttl_s: float
+        self,
+        changes: Sequence[Change],
+        *,
+        now: float,
+        capacity: int,
+        ttl_s: float,
+        lease_owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> Appended:
+        lease_until = None if lease_owner is None else now + lease_s
         with self._tx("append") as q:
             expired = self._expire(q, now, ttl_s)
             room = max(0, capacity - self._size(q)) if changes else 0
             insert = self._sql(
                 "INSERT INTO {items} (tenant, doc_id, destination, op, content_hash, vector, "
-                "metadata, text, trace_id, created_at, attempts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING seq"
+                "metadata, text, trace_id, created_at, attempts, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq"
             )
             seqs: list[int] = []
             for change in changes[:room]:
@@ -134,6 +142,8 @@ class SqlOutbox(abc.ABC):
                         text,
                         change.trace_id,
                         now,
+                        lease_owner,
+                        lease_until,
                     ),
                 )
                 assert row is not None
@@ -143,7 +153,7 @@ class SqlOutbox(abc.ABC):
                 keys = [(c.tenant, c.doc_id, c.destination) for c in refused]
                 self._record_dropped(q, keys, "full", now)
             stats = self._stats(q)
-        return Appended(tuple(seqs), refused, expired, stats)
+        return Appended(tuple(seqs), refused, expired, stats, now)
 
     def discard(self, seqs: Sequence[int]) -> int:
         if not seqs:

@@ -1,45 +1,56 @@
 """The dual writer: every write goes to the backend serving the tenant's reads, and is carried
-to the other backend without ever failing or slowing the caller's write because of it.
+to the other backend without ever failing, slowing or losing anything because of it.
 
 Which backend is written synchronously and which is *deferred* comes from
 `shadowswap.rollout.decisions.write_plan` (CONTRACT §1), asked once per call with the
 settings of that call. The synchronous write's failure is the caller's failure. The deferred
-write never is: any failure, a deadline passed (``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``), or an
-open breaker puts the change in the outbox, from which ``shadowswap replay-outbox`` applies it.
+write never is.
 
 Ordering, and why
-    1. The synchronous write runs first, on the caller's thread.
-    2. Breaker closed: the deferred write runs *inline*, after it, bounded by the deadline
-       (`shadowswap.dualwrite.deadline`). Not in the background: a background write that was
-       not recorded durably first would be lost by a crash right after the caller's
-       acknowledgement, and recording every write first would cost an fsync per write while
-       the target is healthy and keep ``retrieval_dual_write_outbox_size`` above zero in
-       normal operation, hiding the signal runbook 000 watches. A failed or late inline write
-       is then appended to the outbox before the call returns.
-    3. Breaker open (the target is down): the change must be durable before the
-       acknowledgement, so the outbox append (one fsync) runs *in parallel with* the
-       synchronous write (which does its own): the caller waits for the slower of the two,
-       not their sum, which keeps the write p99 with the target down near primary-only
-       (``benchmarks/bench_dualwrite.py``). If the synchronous write fails, the appended
-       items are discarded. If the process dies in between, an item may describe a change the
-       synchronous backend never committed: replay applies a change only while the
-       synchronous backend still holds it, and leaves such an item alone while it is younger
-       than its in-flight grace (`shadowswap.dualwrite.replay`).
+    1. Each change is appended to the outbox (one fsync'd commit) *while* the synchronous
+       write runs (its own fsync): the caller waits for the slower of the two, not their sum.
+       When the synchronous write fails, the appended items are discarded.
+    2. The caller gets its answer. Nothing else is on its path: a slow, hung or dead target
+       costs the caller nothing (``benchmarks/bench_dualwrite.py`` measures it).
+    3. Breaker closed: the items were appended *leased to this writer*, and its background
+       `shadowswap.dualwrite.applier.Applier` applies them to the deferred backend within
+       milliseconds, in batches, through the breaker and a deadline
+       (``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``), by the replay rules
+       (`shadowswap.dualwrite.replay`), then acks them. A failed batch leaves its items for
+       ``replay-outbox`` (attempts + 1, last error) and counts against the breaker.
+       Breaker open: the items are appended unleased, for ``replay-outbox``, and the write is
+       counted as skipped (``circuit_open``).
+
+Why not write the deferred backend inline after the synchronous write: the caller would wait
+for the target on every write (a 300 ms target under a 500 ms deadline would add 300 ms to
+each write, forever, without ever opening the breaker), which runbook 000 forbids ("none of
+that may fail or slow the caller's write"). Why append *before* acknowledging rather than
+keep the change in memory: a crash right after the acknowledgement would lose it
+(``tests/dualwrite/test_crash.py``). Why the lease: a replay (cron) leaves items the writer is
+applying alone; if the writer dies, its leases expire and the replay takes them.
+
+If the process dies between the append and the synchronous commit, an item may describe a
+change the synchronous backend never committed: replay applies a change only while the
+source backend still holds it and leaves mismatching items alone while they are younger than
+its in-flight grace.
 
 Every document is canonicalised (unit vectors under cosine) before its content hash is put in
 the outbox, so the hash is the one both stores hold: the idempotency key
 ``(tenant, doc_id, content_hash)`` of runbook 000.
 
-Metrics: ``dual_write_error`` for each deferred write that failed (or could not be recorded),
-``dual_write_skipped("circuit_open")`` for each write the breaker refused, the outbox size
-and oldest age after every append and at most every second (`DualWriter.refresh_metrics` on
-demand, for ``/metrics``), and drops by reason, taken from the outbox's stored totals so that
-drops made by another process (a replay expiring items) are counted too.
+Metrics: ``dual_write_error`` for each write whose deferred apply failed (or whose change could
+not be recorded), ``dual_write_skipped("circuit_open")`` for each write the breaker refused,
+the outbox size and oldest age after every append and applied batch (and on demand,
+`DualWriter.refresh_metrics`, for ``/metrics``), and drops by reason, taken from the outbox's
+stored totals so that drops made by another process (a replay expiring items) count too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,10 +59,20 @@ from typing import Literal
 
 from shadowswap.clock import Clock
 from shadowswap.config import Settings, SettingsSource
+from shadowswap.dualwrite.applier import Applier, Jobs
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
 from shadowswap.dualwrite.deadline import BoundedCalls
-from shadowswap.dualwrite.outbox import Appended, Change, Key, Op, Outbox, OutboxStats
-from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
+from shadowswap.dualwrite.outbox import (
+    Appended,
+    Change,
+    Item,
+    Key,
+    Op,
+    Outbox,
+    OutboxStats,
+)
+from shadowswap.dualwrite.replay import Replayer
+from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError, StoreTimeout
 from shadowswap.metrics import MetricsSink
 from shadowswap.rollout.decisions import Role, write_plan
 from shadowswap.similarity import Metric, canonical_vector
@@ -62,11 +83,11 @@ log = logging.getLogger("shadowswap.dualwrite.writer")
 
 #: What happened to the deferred write of one call.
 #: none        dual write does not apply to this tenant (or is off)
-#: applied     written to the deferred backend inline
-#: queued      in the outbox (failure, deadline, or breaker open)
+#: deferred    in the outbox, being applied by this writer in the background
+#: queued      in the outbox for replay-outbox (breaker open, or the applier is backlogged)
 #: dropped     some changes were refused by a full outbox: recorded for reconcile
-#: unrecorded  the outbox itself failed: the change is only in the log (doc ids)
-Outcome = Literal["none", "applied", "queued", "dropped", "unrecorded"]
+#: unrecorded  the outbox itself failed: tried on the backend directly, logged with doc ids
+Outcome = Literal["none", "deferred", "queued", "dropped", "unrecorded"]
 _LOGGED_IDS = 20
 
 
@@ -90,19 +111,24 @@ class WriteResult:
 class DualWriter:
     """Writes to the synchronous backend and carries each change to the other one.
 
-    >>> from shadowswap.clock import FakeClock
+    >>> import tempfile
+    >>> from shadowswap.clock import SystemClock
     >>> from shadowswap.config import StaticSettings, load_settings
     >>> from shadowswap.dualwrite import Breaker, MemoryOutbox
     >>> from shadowswap.metrics import NullSink
+    >>> from shadowswap.stores.faiss import FaissStore
     >>> from shadowswap.stores.memory import MemoryStore
     >>> settings = StaticSettings(load_settings(environ={
     ...     "RETRIEVAL_BACKEND": "memory", "RETRIEVAL_TARGET_BACKEND": "faiss",
     ...     "FF_RETRIEVAL_DUAL_WRITE": "ON"}))
-    >>> clock, sink = FakeClock(), NullSink()
-    >>> writer = DualWriter(MemoryStore(), MemoryStore(location="target"), settings,
-    ...                     MemoryOutbox(), Breaker(clock, sink), sink, clock)
+    >>> clock, sink = SystemClock(), NullSink()
+    >>> target = FaissStore(tempfile.mkdtemp())
+    >>> writer = DualWriter(MemoryStore(), target, settings, MemoryOutbox(),
+    ...                     Breaker(clock, sink), sink, clock)
     >>> writer.upsert("acme", [Document("acme", "a", [1.0, 0.0])]).outcome
-    'applied'
+    'deferred'
+    >>> writer.flush(5.0), target.count("acme")
+    (True, 1)
     >>> writer.close()
     """
 
@@ -117,7 +143,9 @@ class DualWriter:
         clock: Clock,
         *,
         workers: int = 4,
-        maintenance_every_s: float = 1.0,
+        lease_s: float = 60.0,
+        max_batch_items: int = 500,
+        max_backlog_items: int = 1000,
     ) -> None:
         if target is not None and target.metric != primary.metric:
             raise ConfigError(
@@ -126,18 +154,26 @@ class DualWriter:
                 f"the target store uses {target.metric.value!r}; both stores must use one metric "
                 "so that a document has one content hash",
             )
+        if target is not None and target.kind == primary.kind:
+            raise ConfigError(
+                "RETRIEVAL_TARGET_BACKEND", target.kind, "the target must be another kind of store"
+            )
         self._stores: dict[Role, VectorStore | None] = {"primary": primary, "target": target}
+        self._by_kind = {s.kind: s for s in (primary, target) if s is not None}
         self._metric: Metric = primary.metric
         self._settings = settings
         self._outbox = outbox
         self._breaker = breaker
         self._sink = sink
         self._clock = clock
+        self._lease_s = lease_s
+        self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._deferred_calls = BoundedCalls(workers, "dualwrite-deferred")
-        self._outbox_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dualwrite-outbox")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dualwrite-outbox")
+        self._applier = Applier(
+            self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
+        )
         self._lock = threading.Lock()
-        self._maintenance_every_s = maintenance_every_s
-        self._last_maintenance = clock.monotonic()
         self._drops_seen: OutboxStats | None = None
         try:
             self._report(outbox.stats())
@@ -162,7 +198,6 @@ class DualWriter:
                 trace_id=trace_id,
             )  # fmt: skip
         docs = _canonical(tenant, documents, self._metric)
-        changes = [Change.upsert(d, deferred.kind, trace_id) for d in docs]
         written = unchanged = 0
 
         def write_sync() -> None:
@@ -170,12 +205,11 @@ class DualWriter:
             report = sync.upsert(tenant, docs)
             written, unchanged = report.written, report.unchanged
 
-        outcome, queued, dropped = self._dual(
-            _Job(
-                settings, tenant, "upsert", changes, write_sync,
-                lambda: deferred.upsert(tenant, docs), deferred.kind, trace_id,
-            )
+        job = _Job(
+            settings, tenant, "upsert", [Change.upsert(d, deferred.kind, trace_id) for d in docs],
+            write_sync, lambda: deferred.upsert(tenant, docs), deferred.kind, trace_id,
         )  # fmt: skip
+        outcome, queued, dropped = self._dual(job)
         return WriteResult(
             tenant, "upsert", sync.kind, written, unchanged, deferred.kind, outcome, queued,
             dropped, trace_id,
@@ -194,23 +228,27 @@ class DualWriter:
             return WriteResult(
                 tenant, "delete", sync.kind, removed, 0, None, "none", trace_id=trace_id
             )
-        changes = [Change.delete(tenant, d, deferred.kind, trace_id) for d in ids]
         removed = 0
 
         def write_sync() -> None:
             nonlocal removed
             removed = sync.delete(tenant, ids)
 
-        outcome, queued, dropped = self._dual(
-            _Job(
-                settings, tenant, "delete", changes, write_sync,
-                lambda: deferred.delete(tenant, ids), deferred.kind, trace_id,
-            )
+        changes = [Change.delete(tenant, d, deferred.kind, trace_id) for d in ids]
+        job = _Job(
+            settings, tenant, "delete", changes, write_sync,
+            lambda: deferred.delete(tenant, ids), deferred.kind, trace_id,
         )  # fmt: skip
+        outcome, queued, dropped = self._dual(job)
         return WriteResult(
             tenant, "delete", sync.kind, removed, 0, deferred.kind, outcome, queued, dropped,
             trace_id,
         )  # fmt: skip
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until the background applier has handled every write made so far (applied,
+        or left for replay-outbox); False on timeout. For tests and graceful shutdown."""
+        return self._applier.flush(timeout_s)
 
     def refresh_metrics(self) -> OutboxStats:
         """Expire old items and report the stored outbox size, oldest age and drops (also
@@ -231,12 +269,14 @@ class DualWriter:
     def outbox(self) -> Outbox:
         return self._outbox
 
-    def close(self) -> None:
-        """Stop the worker threads (pending outbox appends finish first)."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Apply what is pending (up to ``timeout_s``), then stop the worker threads. Items
+        still leased to this writer are taken by replay-outbox once their lease expires."""
+        self._pool.shutdown(wait=True)
+        self._applier.close(timeout_s)
         self._deferred_calls.close()
-        self._outbox_pool.shutdown(wait=True)
 
-    # -- the two paths --------------------------------------------------------------------
+    # -- the caller's path ----------------------------------------------------------------
     def _plan(self, settings: Settings, tenant: str) -> tuple[VectorStore, VectorStore | None]:
         plan = write_plan(settings, tenant)
         sync = self._store(plan.sync)
@@ -254,45 +294,33 @@ class DualWriter:
 
     def _dual(self, job: _Job) -> tuple[Outcome, int, int]:
         settings = job.settings
-        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
-        if self._breaker.refuses(config):
-            self._sink.dual_write_skipped("circuit_open")
-            pending = self._outbox_pool.submit(self._append, job)
-            try:
-                job.write_sync()
-            except BaseException:
-                self._discard(pending)
-                raise
-            return self._queued(pending.result())
-        job.write_sync()
-        ticket = self._breaker.attempt(config)
-        if ticket is None:  # another call took the half-open trial meanwhile
-            self._sink.dual_write_skipped("circuit_open")
-            return self._queued(self._append(job))
+        refused = self._breaker.refuses(BreakerConfig(settings.cb_threshold, settings.cb_window_s))
+        own = not refused and self._applier.has_room(len(job.changes))
+        pending = self._pool.submit(self._append, job, self.owner if own else None)
         try:
-            self._deferred_calls.run(
-                job.write_deferred,
-                timeout_s=settings.dual_write_timeout_ms / 1000.0,
-                store=job.deferred_kind,
-                op=job.op,
-                tenant=job.tenant,
-            )
-        except Exception as exc:  # noqa: BLE001 - the deferred side never fails the caller
-            # Bad input for the other backend (a dimension it does not hold) says nothing
-            # about its health: it answered. Everything else counts against the breaker.
-            self._breaker.record(ticket, ok=isinstance(exc, InvalidInput), config=config)
-            self._sink.dual_write_error()
-            log.warning(
-                "deferred write failed; the change goes to the outbox",
-                extra={**job.fields(), **_error_fields(exc), "documents": len(job.changes)},
-            )
-            return self._queued(self._append(job))
-        self._breaker.record(ticket, ok=True, config=config)
-        self._maintain_later()
-        return "applied", 0, 0
+            job.write_sync()
+        except BaseException:
+            self._discard(pending)
+            raise
+        appended = pending.result()
+        if refused:
+            self._sink.dual_write_skipped("circuit_open")
+        if appended is None:
+            if not refused:
+                self._pool.submit(self._direct, job)
+            return "unrecorded", 0, 0
+        queued, dropped = len(appended.seqs), len(appended.refused)
+        outcome: Outcome = "queued"
+        if own and appended.seqs:
+            stored = zip(appended.seqs, job.changes[:queued], strict=True)
+            items = [Item.of(seq, change, appended.created_at) for seq, change in stored]
+            if self._applier.offer(items):
+                outcome = "deferred"
+            else:  # closed or backlogged meanwhile: replay-outbox will take them
+                self._outbox.release(self.owner, appended.seqs)
+        return ("dropped" if dropped else outcome), queued, dropped
 
-    # -- the outbox -----------------------------------------------------------------------
-    def _append(self, job: _Job) -> Appended | None:
+    def _append(self, job: _Job, owner: str | None) -> Appended | None:
         settings, changes, fields = job.settings, job.changes, job.fields()
         try:
             appended = self._outbox.append(
@@ -300,18 +328,15 @@ class DualWriter:
                 now=self._clock.now(),
                 capacity=settings.outbox_max,
                 ttl_s=settings.outbox_ttl_s,
+                lease_owner=owner,
+                lease_s=self._lease_s,
             )
         except Exception as exc:  # noqa: BLE001 - the deferred side never fails the caller
             self._sink.dual_write_error()
             log.error(
                 "outbox append failed: the change is recorded nowhere but here; run "
                 "shadowswap reconcile for these documents",
-                extra={
-                    **fields,
-                    **_error_fields(exc),
-                    **_ids(changes),
-                    "outbox": self._outbox.location,
-                },
+                extra={**fields, **_error_fields(exc), **_ids(changes)},
             )
             return None
         if appended.refused:
@@ -339,13 +364,93 @@ class DualWriter:
                 "could not discard outbox items of a failed write", extra=_error_fields(exc)
             )
 
-    @staticmethod
-    def _queued(appended: Appended | None) -> tuple[Outcome, int, int]:
-        if appended is None:
-            return "unrecorded", 0, 0
-        queued, dropped = len(appended.seqs), len(appended.refused)
-        return ("dropped" if dropped else "queued"), queued, dropped
+    # -- the background path --------------------------------------------------------------
+    def _apply(self, jobs: Jobs) -> None:
+        """One batch of this writer's own items, on the applier's thread."""
+        items = [item for job in jobs for item in job]
+        if not items:
+            return
+        settings = self._settings.current()
+        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
+        seqs = [i.seq for i in items]
+        kinds = ",".join(sorted({i.destination for i in items}))
+        fields = {"writes": len(jobs), "items": len(items), "backend": kinds}
+        ticket = self._breaker.attempt(config)
+        if ticket is None:  # opened since these writes were made: leave them to the replay
+            for _ in jobs:
+                self._sink.dual_write_skipped("circuit_open")
+            self._outbox.release(self.owner, seqs)
+            self._report_quietly()
+            return
+        replayer = Replayer(
+            self._outbox, self._store_of, settings, self._sink, self._clock,
+            owner=self.owner, grace_s=0.0,
+        )  # fmt: skip
+        problem: str | None = None  # why the backend is considered unhealthy
+        failed = 0
+        try:
+            report = self._deferred_calls.run(
+                lambda: replayer.apply(items),
+                timeout_s=settings.dual_write_timeout_ms / 1000.0,
+                store=kinds,
+                op="dual_write",
+            )
+            failed, problem = report.failed, report.stopped
+        except StoreTimeout as exc:  # the batch goes on in its worker and settles its items
+            problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - never started: the replay takes the items
+            problem = (
+                f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, ShadowswapError)
+                else type(exc).__name__
+            )
+            self._outbox.release(self.owner, seqs)
+        # Items the backend refused one by one (a dimension it does not hold) say nothing of
+        # its health: only an unreachable or late backend counts against the breaker.
+        self._breaker.record(ticket, ok=problem is None, config=config)
+        if problem is not None or failed:
+            for _ in range(len(jobs) if problem is not None else 1):
+                self._sink.dual_write_error()
+            log.warning(
+                "deferred write failed; the changes stay in the outbox for replay-outbox",
+                extra={**fields, "failed": failed, "detail": (problem or "items refused")[:300]},
+            )
+        self._report_quietly()
 
+    def _direct(self, job: _Job) -> None:
+        """The outbox failed: try the backend directly, once, so the change may still land."""
+        settings = job.settings
+        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
+        ticket = self._breaker.attempt(config)
+        if ticket is None:
+            return
+        try:
+            self._deferred_calls.run(
+                job.write_deferred,
+                timeout_s=settings.dual_write_timeout_ms / 1000.0,
+                store=job.deferred_kind,
+                op=job.op,
+                tenant=job.tenant,
+            )
+        except Exception as exc:  # noqa: BLE001 - logged; the change is lost for this backend
+            self._breaker.record(ticket, ok=isinstance(exc, InvalidInput), config=config)
+            self._sink.dual_write_error()
+            log.error(
+                "direct deferred write failed too: run shadowswap reconcile for these documents",
+                extra={**job.fields(), **_error_fields(exc), **_ids(job.changes)},
+            )
+            return
+        self._breaker.record(ticket, ok=True, config=config)
+
+    def _store_of(self, kind: str) -> VectorStore:
+        store = self._by_kind.get(kind)
+        if store is None:
+            raise ConfigError(
+                "RETRIEVAL_TARGET_BACKEND", kind, "this writer has no store of that kind"
+            )
+        return store
+
+    # -- metrics --------------------------------------------------------------------------
     def _report(self, stats: OutboxStats) -> None:
         """Size and age as stored; drops as the increase of the stored totals."""
         self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
@@ -358,17 +463,9 @@ class DualWriter:
             if delta > 0:
                 self._sink.outbox_dropped(reason, delta)
 
-    def _maintain_later(self) -> None:
-        now = self._clock.monotonic()
-        with self._lock:
-            if now - self._last_maintenance < self._maintenance_every_s:
-                return
-            self._last_maintenance = now
-        self._outbox_pool.submit(self._maintain_quietly)
-
-    def _maintain_quietly(self) -> None:
+    def _report_quietly(self) -> None:
         try:
-            self.refresh_metrics()
+            self._report(self._outbox.stats())
         except Exception as exc:  # noqa: BLE001 - a metrics refresh must never raise
             log.warning("outbox metrics refresh failed", extra=_error_fields(exc))
 
