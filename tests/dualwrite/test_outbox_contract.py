@@ -201,3 +201,15 @@ def test_two_claimers_at_once_never_share_an_item(
         first.close()
         if second is not first:
             second.close()
+
+
+def test_items_appended_leased_are_left_alone_until_the_lease_expires(outbox: Outbox) -> None:
+    mine = outbox.append(
+        [up("a", "1"), up("a", "2")], now=NOW, capacity=BIG, ttl_s=3600, lease_owner="writer",
+        lease_s=60,
+    )  # fmt: skip
+    other = append(outbox, up("a", "3"))
+    assert [i.seq for i in outbox.claim("cron", limit=9, after=0, upto=BIG, now=NOW).items] == other
+    assert outbox.ack("writer", [mine.seqs[0]]) == 1  # the writer applied it
+    late = outbox.claim("cron2", limit=9, after=0, upto=BIG, now=NOW + 60.5).items
+    assert [i.seq for i in late] == [mine.seqs[1]]  # the writer died: its lease expired

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadowswap.clock import FakeClock
+from shadowswap.clock import FakeClock, SystemClock
 from shadowswap.dualwrite.breaker import Breaker, State
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
@@ -21,7 +21,7 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import StoreUnavailable
-from shadowswap.faults import FlappingStore, HangingStore
+from shadowswap.faults import FlappingStore, HangingStore, SlowStore
 from shadowswap.logs import JsonFormatter
 from shadowswap.metrics import RecordingSink
 from shadowswap.similarity import Metric
@@ -51,7 +51,6 @@ def rig(
     wrap: type[FlappingStore] | type[HangingStore] | None = None,
     primary: VectorStore | None = None,
     outbox: Outbox | None = None,
-    workers: int = 4,
     **env: str,
 ) -> Rig:
     clock, sink = FakeClock(), RecordingSink()
@@ -67,7 +66,6 @@ def rig(
         Breaker(clock, sink),
         sink,
         clock,
-        workers=workers,
     )
     return Rig(writer, primary, target, box, clock, sink)
 
@@ -158,25 +156,48 @@ def test_after_the_window_one_trial_closes_the_breaker(tmp_path: Path) -> None:
     assert [a[0] for a in r.sink.of("breaker_state")] == ["closed", "open", "half_open", "closed"]
 
 
-def test_a_hung_target_never_holds_a_write(tmp_path: Path) -> None:
-    r = rig(tmp_path, wrap=HangingStore, workers=2, RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="50")
+def test_a_hung_target_never_holds_a_write_and_slowness_counts(tmp_path: Path) -> None:
+    r = rig(
+        tmp_path,
+        wrap=HangingStore,
+        RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="50",
+        RETRIEVAL_DUAL_WRITE_CB_THRESHOLD="1",
+    )
     target = r.target
     assert isinstance(target, HangingStore)
     try:
-        outcomes = []
-        for i in range(4):  # each returns at once: the target is only touched in background
-            outcomes.append(r.writer.upsert("acme", [doc("acme", str(i))]).outcome)
-            assert r.writer.flush(30)
-        # two batches hang past their deadline and hold both workers; the third is refused
-        # at once: three failures open the breaker, the fourth write goes to the replay
-        assert outcomes == ["deferred"] * 3 + ["queued"]
-        assert target.wait_for_waiting(2) and target.calls == 2
-        assert r.writer.breaker.state is State.OPEN
-        assert len(r.sink.of("dual_write_error")) == 3
-        assert r.outbox.stats().size == 4
+        outcomes = [r.writer.upsert("acme", [doc("acme", str(i))]).outcome for i in range(3)]
+        # every write returned while the target hangs: only the background applier waits
+        assert outcomes == ["deferred"] * 3
+        assert target.wait_for_waiting(1) and target.calls == 1
+        r.clock.advance(1)  # the batch hangs for a (fake) second
     finally:
         target.release()
-        r.writer.close()
+    assert r.writer.flush(30)
+    # the first batch landed, but slower than the deadline: that opened the breaker (threshold
+    # 1), so the next batch was left to the replay and later writes go there directly
+    assert r.writer.breaker.state is State.OPEN
+    assert r.writer.upsert("acme", [doc("acme", "3")]).outcome == "queued"
+    assert hashes(target.inner, "acme").keys() == {"0"}
+    assert r.outbox.stats().size == 3
+    assert len(r.sink.of("dual_write_skipped")) == 3
+    assert r.sink.of("dual_write_error") == []  # slow is not failed
+    r.writer.close()
+
+
+def test_rapid_updates_of_one_document_end_in_step(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    slow = SlowStore(r.target, 0.003, ops=["upsert"], clock=SystemClock())
+    writer = DualWriter(
+        r.primary, slow, static(), r.outbox, Breaker(r.clock, r.sink), r.sink, r.clock
+    )
+    r.writer.close()
+    for version in range(40):  # the source moves on while each batch is written
+        writer.upsert("acme", [doc("acme", "hot", version), doc("acme", f"cold-{version}")])
+    assert writer.flush(30)
+    assert hashes(r.target, "acme") == hashes(r.primary, "acme")
+    assert r.outbox.stats().size == 0 and r.sink.of("dual_write_error") == []
+    writer.close()
 
 
 def test_a_backlogged_applier_leaves_new_writes_to_the_replay(tmp_path: Path) -> None:

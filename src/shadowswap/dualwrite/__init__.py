@@ -3,7 +3,6 @@ reads and, through a circuit breaker, to the other one; what cannot reach it wai
 durable outbox until ``shadowswap replay-outbox`` applies it. See ``docs/dual-write.md``.
 
     breaker.py          the circuit breaker (explicit state machine, injected clock)
-    deadline.py         deferred calls with a deadline on bounded worker threads
     outbox.py           the outbox boundary: values, the Protocol, `open_outbox`
     sql_outbox.py       the outbox algorithms in SQL, shared by the two SQL outboxes
     sqlite_outbox.py    the default outbox (SQLite, WAL, fsync per commit)

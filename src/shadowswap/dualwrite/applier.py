@@ -3,9 +3,12 @@ to the deferred backend in batches, so that callers never wait for that backend.
 
 Why one thread with batches: writes arrive one by one on many request threads, but a batch
 costs the backend about as much as a single document (one round trip, one commit), so
-whatever accumulated while the previous batch was in flight goes in the next one. The
-backlog is bounded: past ``max_backlog_items`` an offer is refused and the writer leaves the
-items to ``replay-outbox`` instead of queueing them in memory.
+whatever accumulated while the previous batch was in flight goes in the next one. One thread
+also means one batch at a time, in the order of the writes: a change is never applied after
+a newer change of the same document that this writer holds (`has_newer` lets the replay
+rules rely on it). The backlog is bounded: past ``max_backlog_items`` an offer is refused and
+the writer leaves the items to ``replay-outbox`` instead of queueing them in memory; a hung
+backend holds this thread only, never a caller.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Applier:
         self,
         apply: Callable[[Jobs], None],
         *,
-        max_batch_items: int = 500,
+        max_batch_items: int = 100,
         max_backlog_items: int = 1000,
         name: str = "dualwrite-applier",
     ) -> None:
@@ -61,6 +64,11 @@ class Applier:
     def has_room(self, items: int) -> bool:
         with self._cond:
             return not self._closed and self._backlog + items <= self._max_backlog
+
+    def has_newer(self, key: tuple[str, str], seq: int) -> bool:
+        """Whether a change of document ``key`` newer than ``seq`` waits to be applied."""
+        with self._cond:
+            return any(i.key == key and i.seq > seq for job in self._jobs for i in job)
 
     def offer(self, job: list[Item]) -> bool:
         """Queue one write's items; False when closed or the backlog is full."""

@@ -19,8 +19,10 @@ Rules (``tests/dualwrite/test_replay.py`` has a test per rule)
                     land): while it is younger than ``grace_s`` (60 s, more than any store
                     deadline) it is left for a later run, untouched.
     re-check        after writing, the source is read again; if it changed meanwhile, a
-                    concurrent inline write may have been overwritten, so the document is set
-                    to the source's new state (up to 3 rounds, then the item fails and stays).
+                    concurrent write may have been overwritten, so the document is set to the
+                    source's new state (up to 3 rounds, then the item fails and stays), unless
+                    a newer change of it is known to be applied after this one (``later``: the
+                    dual writer's own queue, which it applies in order).
     concurrency     claims are leases on whole documents (`shadowswap.dualwrite.outbox`):
                     two replays (cron overlap) never apply the same item, and an item is
                     acked only by the replay holding it, so none is lost.
@@ -182,6 +184,7 @@ class Replayer:
         lease_s: float = DEFAULT_LEASE_S,
         grace_s: float = DEFAULT_GRACE_S,
         batch: int = DEFAULT_BATCH,
+        later: Callable[[tuple[str, str], int], bool] | None = None,
     ) -> None:
         self._outbox = outbox
         self._stores = stores
@@ -192,6 +195,7 @@ class Replayer:
         self._lease_s = lease_s
         self._grace_s = grace_s
         self._batch = batch
+        self._later = later
 
     # -- dry run --------------------------------------------------------------------------
     def dry_run(self, *, max_items: int | None = None) -> DryRun:
@@ -421,10 +425,14 @@ class Replayer:
             moved = [
                 d for d, h in wrote.items() if (again[d].content_hash if d in again else None) != h
             ]
-            if not moved:
+            # A write reached the source while we wrote: ours may have overwritten its copy,
+            # unless a newer change of the document is still to be applied after this one.
+            later = {d for d in moved if self._later and self._later((tenant, d), todo[d].seq)}
+            for doc_id in later:
+                verdicts[todo[doc_id].key] = ("superseded", "")
+            todo = {d: todo[d] for d in moved if d not in later}
+            if not todo:
                 return verdicts
-            # a write reached the source while we wrote: ours may have overwritten its copy
-            todo = {d: todo[d] for d in moved}
             forced = True
         for item in todo.values():
             verdicts[item.key] = ("failed", "the source kept changing during replay; retried later")

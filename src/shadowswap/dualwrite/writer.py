@@ -14,20 +14,24 @@ Ordering, and why
        costs the caller nothing (``benchmarks/bench_dualwrite.py`` measures it).
     3. Breaker closed: the items were appended *leased to this writer*, and its background
        `shadowswap.dualwrite.applier.Applier` applies them to the deferred backend within
-       milliseconds, in batches, through the breaker and a deadline
-       (``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``), by the replay rules
-       (`shadowswap.dualwrite.replay`), then acks them. A failed batch leaves its items for
-       ``replay-outbox`` (attempts + 1, last error) and counts against the breaker.
-       Breaker open: the items are appended unleased, for ``replay-outbox``, and the write is
-       counted as skipped (``circuit_open``).
+       milliseconds, one batch (up to 100 changes) at a time, in write order, through the
+       breaker, by the replay rules (`shadowswap.dualwrite.replay`), then acks them. A batch
+       that fails, or takes longer than ``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``, counts against
+       the breaker; a failed batch leaves its items for ``replay-outbox`` (attempts + 1, last
+       error). Breaker open: the items are appended unleased, for ``replay-outbox``, and the
+       write is counted as skipped (``circuit_open``).
 
 Why not write the deferred backend inline after the synchronous write: the caller would wait
 for the target on every write (a 300 ms target under a 500 ms deadline would add 300 ms to
 each write, forever, without ever opening the breaker), which runbook 000 forbids ("none of
-that may fail or slow the caller's write"). Why append *before* acknowledging rather than
-keep the change in memory: a crash right after the acknowledgement would lose it
-(``tests/dualwrite/test_crash.py``). Why the lease: a replay (cron) leaves items the writer is
-applying alone; if the writer dies, its leases expire and the replay takes them.
+that may fail or slow the caller's write"). Why the deadline is not a cancellation: a batch
+is never abandoned, so batches never overlap and changes of one document are applied in
+order; a hung backend holds the applier's thread (until the adapter's own timeout, 10 s for
+Chroma), its backlog fills, and later writes go to the outbox for ``replay-outbox``.
+Why append *before* acknowledging rather than keep the change in memory: a crash right after
+the acknowledgement would lose it (``tests/dualwrite/test_crash.py``). Why the lease: a
+replay (cron) leaves the items the writer is applying alone; if the writer dies, its leases
+expire (60 s) and the replay takes them.
 
 If the process dies between the append and the synchronous commit, an item may describe a
 change the synchronous backend never committed: replay applies a change only while the
@@ -61,7 +65,6 @@ from shadowswap.clock import Clock
 from shadowswap.config import Settings, SettingsSource
 from shadowswap.dualwrite.applier import Applier, Jobs
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
-from shadowswap.dualwrite.deadline import BoundedCalls
 from shadowswap.dualwrite.outbox import (
     Appended,
     Change,
@@ -72,7 +75,7 @@ from shadowswap.dualwrite.outbox import (
     OutboxStats,
 )
 from shadowswap.dualwrite.replay import Replayer
-from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError, StoreTimeout
+from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import MetricsSink
 from shadowswap.rollout.decisions import Role, write_plan
 from shadowswap.similarity import Metric, canonical_vector
@@ -142,9 +145,8 @@ class DualWriter:
         sink: MetricsSink,
         clock: Clock,
         *,
-        workers: int = 4,
         lease_s: float = 60.0,
-        max_batch_items: int = 500,
+        max_batch_items: int = 100,
         max_backlog_items: int = 1000,
     ) -> None:
         if target is not None and target.metric != primary.metric:
@@ -168,7 +170,6 @@ class DualWriter:
         self._clock = clock
         self._lease_s = lease_s
         self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._deferred_calls = BoundedCalls(workers, "dualwrite-deferred")
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dualwrite-outbox")
         self._applier = Applier(
             self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
@@ -274,7 +275,6 @@ class DualWriter:
         still leased to this writer are taken by replay-outbox once their lease expires."""
         self._pool.shutdown(wait=True)
         self._applier.close(timeout_s)
-        self._deferred_calls.close()
 
     # -- the caller's path ----------------------------------------------------------------
     def _plan(self, settings: Settings, tenant: str) -> tuple[VectorStore, VectorStore | None]:
@@ -384,35 +384,34 @@ class DualWriter:
             return
         replayer = Replayer(
             self._outbox, self._store_of, settings, self._sink, self._clock,
-            owner=self.owner, grace_s=0.0,
+            owner=self.owner, grace_s=0.0, later=self._applier.has_newer,
         )  # fmt: skip
-        problem: str | None = None  # why the backend is considered unhealthy
-        failed = 0
+        deadline_s = settings.dual_write_timeout_ms / 1000.0
+        started = self._clock.monotonic()
         try:
-            report = self._deferred_calls.run(
-                lambda: replayer.apply(items),
-                timeout_s=settings.dual_write_timeout_ms / 1000.0,
-                store=kinds,
-                op="dual_write",
-            )
-            failed, problem = report.failed, report.stopped
-        except StoreTimeout as exc:  # the batch goes on in its worker and settles its items
-            problem = str(exc)
-        except Exception as exc:  # noqa: BLE001 - never started: the replay takes the items
-            problem = (
-                f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, ShadowswapError)
-                else type(exc).__name__
-            )
+            report = replayer.apply(items)
+        except Exception as exc:  # noqa: BLE001 - the items go back to the replay
+            problem: str | None = _describe(exc)
+            failed = len(items)
             self._outbox.release(self.owner, seqs)
+        else:
+            problem, failed = report.stopped, report.failed
+        elapsed = self._clock.monotonic() - started
+        slow = elapsed > deadline_s
         # Items the backend refused one by one (a dimension it does not hold) say nothing of
-        # its health: only an unreachable or late backend counts against the breaker.
-        self._breaker.record(ticket, ok=problem is None, config=config)
+        # its health: only an unreachable, failing or slow backend counts against the breaker.
+        self._breaker.record(ticket, ok=problem is None and not slow, config=config)
+        if slow and problem is None:
+            log.warning(
+                "deferred write slower than RETRIEVAL_DUAL_WRITE_TIMEOUT_MS",
+                extra={**fields, "elapsed_ms": round(elapsed * 1000), "deadline_s": deadline_s},
+            )
         if problem is not None or failed:
-            for _ in range(len(jobs) if problem is not None else 1):
+            for _ in range(len(jobs) if failed == len(items) else 1):
                 self._sink.dual_write_error()
             log.warning(
-                "deferred write failed; the changes stay in the outbox for replay-outbox",
+                "deferred write failed or was slow; failed changes stay in the outbox for "
+                "replay-outbox",
                 extra={**fields, "failed": failed, "detail": (problem or "items refused")[:300]},
             )
         self._report_quietly()
@@ -425,13 +424,7 @@ class DualWriter:
         if ticket is None:
             return
         try:
-            self._deferred_calls.run(
-                job.write_deferred,
-                timeout_s=settings.dual_write_timeout_ms / 1000.0,
-                store=job.deferred_kind,
-                op=job.op,
-                tenant=job.tenant,
-            )
+            job.write_deferred()
         except Exception as exc:  # noqa: BLE001 - logged; the change is lost for this backend
             self._breaker.record(ticket, ok=isinstance(exc, InvalidInput), config=config)
             self._sink.dual_write_error()
@@ -518,6 +511,13 @@ def _ids(changes: Sequence[Change]) -> dict[str, object]:
         "documents": len(changes),
         "tenants": sorted({c.tenant for c in changes}),
     }
+
+
+def _describe(exc: BaseException) -> str:
+    """Our errors' messages never hold content; anything else is named by type only."""
+    return (
+        f"{type(exc).__name__}: {exc}" if isinstance(exc, ShadowswapError) else type(exc).__name__
+    )
 
 
 def _error_fields(exc: BaseException) -> dict[str, object]:
