@@ -410,8 +410,7 @@ class DualWriter:
             for _ in range(len(jobs) if failed == len(items) else 1):
                 self._sink.dual_write_error()
             log.warning(
-                "deferred write failed or was slow; failed changes stay in the outbox for "
-                "replay-outbox",
+                "deferred write failed; the failed changes stay in the outbox for replay-outbox",
                 extra={**fields, "failed": failed, "detail": (problem or "items refused")[:300]},
             )
         self._report_quietly()
