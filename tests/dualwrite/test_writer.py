@@ -166,10 +166,11 @@ def test_a_hung_target_never_holds_a_write_and_slowness_counts(tmp_path: Path) -
     target = r.target
     assert isinstance(target, HangingStore)
     try:
-        outcomes = [r.writer.upsert("acme", [doc("acme", str(i))]).outcome for i in range(3)]
+        outcomes = [r.writer.upsert("acme", [doc("acme", "0")]).outcome]
+        assert target.wait_for_waiting(1)  # the applier is stuck in the first batch
+        outcomes += [r.writer.upsert("acme", [doc("acme", str(i))]).outcome for i in (1, 2)]
         # every write returned while the target hangs: only the background applier waits
-        assert outcomes == ["deferred"] * 3
-        assert target.wait_for_waiting(1) and target.calls == 1
+        assert outcomes == ["deferred"] * 3 and target.calls == 1
         r.clock.advance(1)  # the batch hangs for a (fake) second
     finally:
         target.release()

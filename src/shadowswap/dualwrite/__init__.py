@@ -3,9 +3,10 @@ reads and, through a circuit breaker, to the other one; what cannot reach it wai
 durable outbox until ``shadowswap replay-outbox`` applies it. See ``docs/dual-write.md``.
 
     breaker.py          the circuit breaker (explicit state machine, injected clock)
+    applier.py          the writer's background thread that applies its own outbox items
     outbox.py           the outbox boundary: values, the Protocol, `open_outbox`
     sql_outbox.py       the outbox algorithms in SQL, shared by the two SQL outboxes
-    sqlite_outbox.py    the default outbox (SQLite, WAL, fsync per commit)
+    sqlite_outbox.py    the default outbox (SQLite, WAL, fsync per commit; no document content)
     postgres_outbox.py  the shared outbox for several replicas (PostgreSQL)
     memory_outbox.py    an outbox in memory, for tests and demos
     writer.py           the dual writer

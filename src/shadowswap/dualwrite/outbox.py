@@ -12,6 +12,14 @@ them and *acks* them. Three implementations share the semantics below and one co
   is a ``postgresql://`` DSN, so that several replicas share one outbox;
 * `shadowswap.dualwrite.memory_outbox.MemoryOutbox` — for tests and demos (not durable).
 
+Content
+    An item says *which* document changed (tenant, doc id), how (upsert or delete), for which
+    backend, and for an upsert the content hash the document has now: runbook 000's
+    idempotency key. Never the content itself: the replay copies the document from the
+    backend that received the write synchronously, and applies it only while that backend
+    still holds that very hash. So the outbox holds no vectors, text or metadata (nothing to
+    protect, nothing to leak), stays small, and an append costs little more than its commit.
+
 Semantics
     seq         every item gets a sequence number that only grows and is never reused; it
                 orders the changes of one document (only the newest is applied).
@@ -37,39 +45,37 @@ Semantics
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import numpy as np
-
-from shadowswap.errors import ConfigError, CorruptStore, MissingDependency
-from shadowswap.values import Document, canonical_json
+from shadowswap.errors import ConfigError, MissingDependency
+from shadowswap.values import Document
 
 Op = Literal["upsert", "delete"]
 Reason = Literal["full", "ttl"]
 DEFAULT_LEASE_S = 300.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Change:
-    """One change of one document, bound for the backend of kind ``destination``.
-
-    ``document`` is the document as the stores keep it (canonical vector) for an upsert, None
-    for a delete. Build one with `Change.upsert` or `Change.delete`.
+    """One change of one document, bound for the backend of kind ``destination``: which
+    document, which operation, and for an upsert the content hash the document has now (as
+    the stores keep it). Never its content. Build one with `Change.upsert` or `Change.delete`.
     """
 
     tenant: str
     doc_id: str
     destination: str
     op: Op
-    document: Document | None = None
+    content_hash: str | None = None
     trace_id: str | None = None
 
     @classmethod
     def upsert(cls, document: Document, destination: str, trace_id: str | None = None) -> Change:
-        return cls(document.tenant, document.doc_id, destination, "upsert", document, trace_id)
+        return cls(
+            document.tenant, document.doc_id, destination, "upsert", document.content_hash, trace_id
+        )
 
     @classmethod
     def delete(
@@ -77,22 +83,10 @@ class Change:
     ) -> Change:
         return cls(tenant, doc_id, destination, "delete", None, trace_id)
 
-    @property
-    def content_hash(self) -> str | None:
-        return None if self.document is None else self.document.content_hash
-
-    def encoded(self) -> tuple[bytes | None, str | None, str | None]:
-        """(vector bytes, metadata JSON, text) as the SQL outboxes store them."""
-        doc = self.document
-        if doc is None:
-            return None, None, None
-        vector = np.ascontiguousarray(doc.vector, dtype="<f4").tobytes()
-        return vector, canonical_json(doc.metadata), doc.text
-
 
 @dataclass(frozen=True)
 class Item:
-    """A stored change, as a claim returns it (the payload stays encoded until needed)."""
+    """A stored change, as a claim returns it."""
 
     seq: int
     tenant: str
@@ -100,9 +94,6 @@ class Item:
     destination: str
     op: Op
     content_hash: str | None
-    vector: bytes | None
-    metadata: str | None
-    text: str | None
     trace_id: str | None
     created_at: float
     attempts: int
@@ -111,37 +102,14 @@ class Item:
     @classmethod
     def of(cls, seq: int, change: Change, created_at: float) -> Item:
         """The item ``append`` stored for ``change`` under ``seq``, without reading it back."""
-        vector, metadata, text = change.encoded()
         return cls(
             seq, change.tenant, change.doc_id, change.destination, change.op,
-            change.content_hash, vector, metadata, text, change.trace_id, created_at, 0, None,
+            change.content_hash, change.trace_id, created_at, 0, None,
         )  # fmt: skip
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.tenant, self.doc_id)
-
-    def document(self, location: str = "outbox") -> Document:
-        """The upserted document; `CorruptStore` when the payload does not match its hash."""
-        if self.op != "upsert" or self.vector is None or self.metadata is None:
-            raise CorruptStore("outbox", "replay", location, f"item {self.seq} has no document")
-        try:
-            doc = Document(
-                self.tenant,
-                self.doc_id,
-                np.frombuffer(self.vector, dtype="<f4"),
-                json.loads(self.metadata),
-                self.text,
-            )
-        except (ValueError, TypeError) as exc:
-            raise CorruptStore(
-                "outbox", "replay", location, f"item {self.seq} has an unreadable payload"
-            ) from exc
-        if doc.content_hash != self.content_hash:
-            raise CorruptStore(
-                "outbox", "replay", location, f"item {self.seq}: payload does not match its hash"
-            )
-        return doc
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ The tables live in the schema ``shadowswap`` of the DSN's database (created when
     shadowswap.outbox_meta, shadowswap.outbox_items, shadowswap.outbox_dropped,
     shadowswap.outbox_counters
 
-with the columns of the SQLite outbox (``seq`` is a ``bigint`` identity, ``vector`` a
-``bytea``). psycopg 3 comes with the ``postgres`` extra; this module is imported only
-when a DSN is configured (`shadowswap.dualwrite.outbox.open_outbox`).
+with the columns of the SQLite outbox (``seq`` is a ``bigint`` identity). psycopg 3 comes
+with the ``postgres`` extra; this module is imported only when a DSN is configured
+(`shadowswap.dualwrite.outbox.open_outbox`).
 """
 
 from __future__ import annotations
@@ -55,9 +55,6 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.outbox_items (
     destination TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
     content_hash TEXT,
-    vector BYTEA,
-    metadata TEXT,
-    text TEXT,
     trace_id TEXT,
     created_at DOUBLE PRECISION NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,

@@ -6,7 +6,8 @@ Rules (``tests/dualwrite/test_replay.py`` has a test per rule)
                     upsert ends upserted, upsert then delete ends deleted.
     source check    the newest item is applied only while the *source* — the other
                     configured backend, which received that write synchronously — still holds
-                    that change (same content hash, or no document for a delete). When the
+                    that change (same content hash, or no document for a delete); the
+                    destination gets the source's copy (the outbox holds no content). When the
                     source holds something else, a newer write reached it (inline, or from
                     another replica): the item is superseded and the destination is set to the
                     source's current state instead. So a stale upsert never overwrites a newer
@@ -14,10 +15,10 @@ Rules (``tests/dualwrite/test_replay.py`` has a test per rule)
     idempotent      an item whose change the destination already holds is *skipped*
                     (idempotency key ``(tenant, doc_id, content_hash)``).
     in flight       an item whose change the source does not hold *yet* may belong to a write
-                    still in progress (the writer appends in parallel with the synchronous
-                    write when the breaker is open, and an abandoned inline write may still
-                    land): while it is younger than ``grace_s`` (60 s, more than any store
-                    deadline) it is left for a later run, untouched.
+                    still in progress (the writer appends before it writes the synchronous
+                    backend): while it is younger than ``grace_s`` (60 s, more than any store
+                    deadline) it is left for a later run, untouched. The dual writer's own
+                    applier uses no grace: it only takes items whose synchronous write is done.
     re-check        after writing, the source is read again; if it changed meanwhile, a
                     concurrent write may have been overwritten, so the document is set to the
                     source's new state (up to 3 rounds, then the item fails and stays), unless
@@ -52,7 +53,6 @@ from shadowswap.config import Settings
 from shadowswap.dualwrite.outbox import DEFAULT_LEASE_S, Item, Outbox, OutboxStats, Pending
 from shadowswap.errors import (
     ConfigError,
-    CorruptStore,
     MissingDependency,
     ShadowswapError,
     StoreTimeout,
@@ -412,7 +412,7 @@ class Replayer:
                 if want is None:
                     deletes.append(doc_id)
                 else:
-                    upserts.append(_payload(item, want) if matches else want)
+                    upserts.append(want)  # the source's copy: when it matches, the change
                 verdicts[item.key] = (verdict, "")
                 wrote[doc_id] = want_hash
             if upserts:
@@ -437,24 +437,6 @@ class Replayer:
         for item in todo.values():
             verdicts[item.key] = ("failed", "the source kept changing during replay; retried later")
         return verdicts
-
-
-def _payload(item: Item, held: Document) -> Document:
-    """The change as recorded; the source's identical copy (same content hash) if the stored
-    payload cannot be read."""
-    try:
-        return item.document()
-    except CorruptStore as exc:
-        log.warning(
-            "outbox payload unreadable; using the source's identical copy",
-            extra={
-                "tenant": item.tenant,
-                "doc_id": item.doc_id,
-                "seq": item.seq,
-                "error": str(exc),
-            },
-        )
-        return held
 
 
 class OpenStores:

@@ -34,8 +34,7 @@ from shadowswap.dualwrite.outbox import (
 
 _CHUNK = 400  # bound parameters per IN list
 _ITEM_COLUMNS = (
-    "seq, tenant, doc_id, destination, op, content_hash, vector, metadata, text, trace_id, "
-    "created_at, attempts, last_error"
+    "seq, tenant, doc_id, destination, op, content_hash, trace_id, created_at, attempts, last_error"
 )
 
 
@@ -67,13 +66,10 @@ def _item(row: tuple[Any, ...]) -> Item:
         destination=row[3],
         op=row[4],
         content_hash=row[5],
-        vector=None if row[6] is None else bytes(row[6]),
-        metadata=row[7],
-        text=row[8],
-        trace_id=row[9],
-        created_at=float(row[10]),
-        attempts=int(row[11]),
-        last_error=row[12],
+        trace_id=row[6],
+        created_at=float(row[7]),
+        attempts=int(row[8]),
+        last_error=row[9],
     )
 
 
@@ -122,13 +118,12 @@ class SqlOutbox(abc.ABC):
             expired = self._expire(q, now, ttl_s)
             room = max(0, capacity - self._size(q)) if changes else 0
             insert = self._sql(
-                "INSERT INTO {items} (tenant, doc_id, destination, op, content_hash, vector, "
-                "metadata, text, trace_id, created_at, attempts, lease_owner, lease_until) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq"
+                "INSERT INTO {items} (tenant, doc_id, destination, op, content_hash, trace_id, "
+                "created_at, attempts, lease_owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq"
             )
             seqs: list[int] = []
             for change in changes[:room]:
-                vector, metadata, text = change.encoded()
                 row = q.one(
                     insert,
                     (
@@ -137,9 +132,6 @@ class SqlOutbox(abc.ABC):
                         change.destination,
                         change.op,
                         change.content_hash,
-                        vector,
-                        metadata,
-                        text,
                         change.trace_id,
                         now,
                         lease_owner,

@@ -12,9 +12,8 @@ Schema (format 1)::
 
     outbox_meta      (key, value)                 format
     outbox_items     (seq INTEGER PRIMARY KEY AUTOINCREMENT — never reused, tenant, doc_id,
-                      destination, op, content_hash, vector BLOB (float32 LE), metadata
-                      (canonical JSON), text, trace_id, created_at, attempts, last_error,
-                      last_attempt_at, lease_owner, lease_until)
+                      destination, op, content_hash, trace_id, created_at, attempts,
+                      last_error, last_attempt_at, lease_owner, lease_until): no content
     outbox_dropped   (tenant, doc_id, destination) -> reason, dropped_at: for reconcile
     outbox_counters  size (kept by triggers), dropped_full, dropped_ttl
 
@@ -51,9 +50,6 @@ CREATE TABLE IF NOT EXISTS outbox_items (
     destination TEXT NOT NULL,
     op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
     content_hash TEXT,
-    vector BLOB,
-    metadata TEXT,
-    text TEXT,
     trace_id TEXT,
     created_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,

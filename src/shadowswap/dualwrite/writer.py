@@ -7,9 +7,14 @@ settings of that call. The synchronous write's failure is the caller's failure. 
 write never is.
 
 Ordering, and why
-    1. Each change is appended to the outbox (one fsync'd commit) *while* the synchronous
-       write runs (its own fsync): the caller waits for the slower of the two, not their sum.
-       When the synchronous write fails, the appended items are discarded.
+    1. Each change is appended to the outbox (one fsync'd commit), then the synchronous
+       backend is written. When the synchronous write fails, the appended items are
+       discarded. Appending first means a crash between the two leaves an item for a write
+       the source may not hold (recognised by the replay rules) rather than a committed
+       write that no item describes (drift only reconcile would find). The append runs on
+       the caller's thread: running it alongside the synchronous write on another thread
+       was measured slower at p99 on a loaded 2-core machine (the hand-off between threads
+       costs more than the fsync it overlaps; ``benchmarks/bench_dualwrite.py``).
     2. The caller gets its answer. Nothing else is on its path: a slow, hung or dead target
        costs the caller nothing (``benchmarks/bench_dualwrite.py`` measures it).
     3. Breaker closed: the items were appended *leased to this writer*, and its background
@@ -57,7 +62,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -170,7 +175,7 @@ class DualWriter:
         self._clock = clock
         self._lease_s = lease_s
         self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dualwrite-outbox")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualwrite-direct")
         self._applier = Applier(
             self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
         )
@@ -296,13 +301,12 @@ class DualWriter:
         settings = job.settings
         refused = self._breaker.refuses(BreakerConfig(settings.cb_threshold, settings.cb_window_s))
         own = not refused and self._applier.has_room(len(job.changes))
-        pending = self._pool.submit(self._append, job, self.owner if own else None)
+        appended = self._append(job, self.owner if own else None)
         try:
             job.write_sync()
         except BaseException:
-            self._discard(pending)
+            self._discard(appended)
             raise
-        appended = pending.result()
         if refused:
             self._sink.dual_write_skipped("circuit_open")
         if appended is None:
@@ -353,10 +357,9 @@ class DualWriter:
         self._report(appended.stats)
         return appended
 
-    def _discard(self, pending: Future[Appended | None]) -> None:
+    def _discard(self, appended: Appended | None) -> None:
         """The synchronous write failed: take back what was appended for it."""
         try:
-            appended = pending.result()
             if appended is not None and appended.seqs:
                 self._outbox.discard(appended.seqs)
         except Exception as exc:  # noqa: BLE001 - replay recognises such items anyway
