@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadowswap.clock import FakeClock, SystemClock
+from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker, State
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
@@ -21,7 +21,7 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import StoreUnavailable
-from shadowswap.faults import FlappingStore, HangingStore, SlowStore
+from shadowswap.faults import FaultyStore, FlappingStore, HangingStore
 from shadowswap.logs import JsonFormatter
 from shadowswap.metrics import RecordingSink
 from shadowswap.similarity import Metric
@@ -186,17 +186,34 @@ def test_a_hung_target_never_holds_a_write_and_slowness_counts(tmp_path: Path) -
     r.writer.close()
 
 
-def test_rapid_updates_of_one_document_end_in_step(tmp_path: Path) -> None:
+class _BusyDocument(FaultyStore):
+    """A target during whose every write the caller writes the same document again: the
+    source always moves on while the background applier writes."""
+
+    def __init__(self, inner: VectorStore, times: int) -> None:
+        super().__init__(inner, ops=["upsert"])
+        self.writer: DualWriter | None = None
+        self.left = times
+
+    def _before(self, op: str, tenant: str | None) -> None:
+        if self.writer is not None and self.left > 0:
+            self.left -= 1
+            self.writer.upsert("acme", [doc("acme", "hot", 1000 - self.left)])
+
+
+def test_a_document_updated_during_every_apply_ends_in_step(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    slow = SlowStore(r.target, 0.003, ops=["upsert"], clock=SystemClock())
-    writer = DualWriter(
-        r.primary, slow, static(), r.outbox, Breaker(r.clock, r.sink), r.sink, r.clock
-    )
     r.writer.close()
-    for version in range(40):  # the source moves on while each batch is written
-        writer.upsert("acme", [doc("acme", "hot", version), doc("acme", f"cold-{version}")])
-    assert writer.flush(30)
+    busy = _BusyDocument(r.target, times=12)
+    writer = DualWriter(
+        r.primary, busy, static(), r.outbox, Breaker(r.clock, r.sink), r.sink, r.clock
+    )
+    busy.writer = writer
+    writer.upsert("acme", [doc("acme", "hot", 0), doc("acme", "cold")])
+    assert writer.flush(30) and busy.left == 0
+    # each apply was overtaken by a newer write of the document, which was applied next
     assert hashes(r.target, "acme") == hashes(r.primary, "acme")
+    assert hashes(r.target, "acme")["hot"] == doc("acme", "hot", 1000).content_hash
     assert r.outbox.stats().size == 0 and r.sink.of("dual_write_error") == []
     writer.close()
 
