@@ -27,6 +27,7 @@ from shadowswap.rollout.phases import (
 from shadowswap.rollout.purge import ReconcilePurge
 from shadowswap.rollout.rollback import SETTLE_S, Rollback, RollbackReport, RollbackRequest
 from shadowswap.rollout.smoke import HttpSmokeTest
+from shadowswap.values import check_tenant
 
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Show the plan and the diff; write only the journal.")
@@ -298,8 +299,8 @@ def _move(
     file, is_apply, who, why = _common(env_file, dry_run, apply, operator, reason)
     tenant_list = None
     if tenants is not None:
-        tenant_list = tuple(t.strip() for t in tenants.split(",") if t.strip())
-        load_settings(environ={"RETRIEVAL_CUTOVER_TENANTS": tenants})  # same rule as the file
+        parts = [t.strip() for t in tenants.split(",") if t.strip()]
+        tenant_list = tuple(check_tenant(t, "--tenants") for t in parts)
     mover = PhaseMover(Journal(_journal_path(journal, file)))
     report = mover.run(
         MoveRequest(

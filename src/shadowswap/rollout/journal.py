@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import time
@@ -42,6 +43,7 @@ Result = Literal["success", "failure"]
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,63}")
 MAX_REASON = 500
+log = logging.getLogger("shadowswap.rollout.journal")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,27 @@ class Journal:
             if line.strip():
                 out.append(JournalEntry(**json.loads(line)))
         return out
+
+
+def append_after_error(journal: Journal, entry: JournalEntry) -> None:
+    """Journal a failed run; if even that fails, say so in the log and keep the first error."""
+    try:
+        journal.append(entry)
+    except WriteError as exc:
+        log.error("journal not written", extra={"journal": str(journal.path), "error": str(exc)})
+
+
+def append_or_explain(journal: Journal, entry: JournalEntry, changed: bool) -> None:
+    """Journal a finished run; when that fails after the env file was changed, the error
+    says the change *was* made, so nobody runs it again thinking nothing happened."""
+    try:
+        journal.append(entry)
+    except WriteError as exc:
+        if changed:
+            raise WriteError(
+                exc.path, f"{exc.detail}; the env file WAS changed ({entry.changes})"
+            ) from exc
+        raise
 
 
 def check_operator(name: str) -> str:

@@ -16,7 +16,13 @@ from shadowswap.clock import Clock, SystemClock
 from shadowswap.config import gather, load_settings
 from shadowswap.errors import Refused, ShadowswapError
 from shadowswap.rollout.envfile import edit_text, parse_values, read_env, render_diff, write_env
-from shadowswap.rollout.journal import Journal, JournalEntry, utc_timestamp
+from shadowswap.rollout.journal import (
+    Journal,
+    JournalEntry,
+    append_after_error,
+    append_or_explain,
+    utc_timestamp,
+)
 from shadowswap.rollout.phases import (
     Goal,
     Phase,
@@ -28,7 +34,6 @@ from shadowswap.rollout.phases import (
     set_goal,
     transition,
 )
-from shadowswap.rollout.rollback import _append_after_error, _append_or_explain
 
 Action = Literal["advance", "back", "set"]
 
@@ -123,7 +128,7 @@ class PhaseMover:
                 {},
                 f"{notes}; error: {exc}",
             )
-            _append_after_error(self._journal, entry)
+            append_after_error(self._journal, entry)
             raise
         entry = JournalEntry(
             report.timestamp,
@@ -135,7 +140,7 @@ class PhaseMover:
             report.transition.changes,
             report.notes,
         )
-        _append_or_explain(self._journal, entry, report.written)
+        append_or_explain(self._journal, entry, report.written)
         return report
 
     def _run(self, request: MoveRequest, timestamp: str, t0: float) -> MoveReport:

@@ -32,7 +32,6 @@ journal. Every run, dry or not, successful or not, appends one journal line.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +48,18 @@ from shadowswap.rollout.envfile import (
     render_diff,
     write_env,
 )
-from shadowswap.rollout.journal import Journal, JournalEntry, utc_timestamp
+from shadowswap.rollout.journal import (
+    Journal,
+    JournalEntry,
+    append_after_error,
+    append_or_explain,
+    utc_timestamp,
+)
 from shadowswap.rollout.phases import BACKEND, DUAL, PERCENT, SHADOW, TARGET, TENANTS
 from shadowswap.rollout.purge import Purge
 from shadowswap.rollout.smoke import SmokeResult, SmokeTest
 
 SETTLE_S = 6.0
-log = logging.getLogger("shadowswap.rollout.rollback")
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,7 @@ class Rollback:
                 progress.written,
                 _notes(request.reason, progress, error=str(exc)),
             )
-            _append_after_error(self._journal, entry)
+            append_after_error(self._journal, entry)
             raise
         entry = JournalEntry(
             report.timestamp,
@@ -272,7 +276,7 @@ class Rollback:
             report.changes,
             report.notes,
         )
-        _append_or_explain(self._journal, entry, request.apply and bool(report.changes))
+        append_or_explain(self._journal, entry, request.apply and bool(report.changes))
         return report
 
     def _run(
@@ -390,27 +394,6 @@ class Rollback:
             for k in changes
             if sources.get(k) == "environment"
         ]
-
-
-def _append_after_error(journal: Journal, entry: JournalEntry) -> None:
-    """Journal a failed run; if even that fails, say so in the log and keep the first error."""
-    try:
-        journal.append(entry)
-    except WriteError as exc:
-        log.error("journal not written", extra={"journal": str(journal.path), "error": str(exc)})
-
-
-def _append_or_explain(journal: Journal, entry: JournalEntry, changed: bool) -> None:
-    """Journal a finished run; when that fails after the env file was changed, the error
-    says the change *was* made, so nobody runs it again thinking nothing happened."""
-    try:
-        journal.append(entry)
-    except WriteError as exc:
-        if changed:
-            raise WriteError(
-                exc.path, f"{exc.detail}; the env file WAS changed ({entry.changes})"
-            ) from exc
-        raise
 
 
 @dataclass
