@@ -106,8 +106,9 @@ def rollback_cmd(
     journal: JournalPath = None,
     as_json: AsJson = False,
 ) -> None:
-    """Roll back to the legacy backend (runbook 002): dual write off, [purge], shadow read
-    off, RETRIEVAL_BACKEND=faiss, cutover cleared, [smoke test]; journaled."""
+    """Roll back to the legacy backend (runbook 002): dual write off, purge (if asked),
+    shadow read off, RETRIEVAL_BACKEND=faiss, cutover cleared, smoke test (if asked);
+    journaled."""
     file, is_apply, who, why = _common(env_file, dry_run, apply, operator, reason)
     smoke = None
     if smoke_url:
@@ -171,8 +172,10 @@ def status_cmd(env_file: EnvFile = None, as_json: AsJson = False) -> None:
     back = _try(lambda: previous_goal(phase).label)
     step = next_step(phase)
     file = str(env_file or settings.env_file or ".env")
+    target = "" if phase.new else " --target KIND"
     command = (
-        f"shadowswap phase advance --env-file {file} --dry-run --operator NAME --reason TEXT"
+        f"shadowswap phase advance --env-file {file}{target} --dry-run --operator NAME "
+        "--reason TEXT"
         if advance
         else None
     )
@@ -188,9 +191,8 @@ def status_cmd(env_file: EnvFile = None, as_json: AsJson = False) -> None:
         emit_json(document)
         return
     typer.echo(f"phase: {phase.label}")
-    target = phase.target or "(none)"
     typer.echo(
-        f"  primary {phase.primary}, target {target} (legacy {phase.legacy}); "
+        f"  primary {phase.primary}, target {phase.target or '(none)'} (legacy {phase.legacy}); "
         f"dual write {'ON' if phase.dual_write else 'OFF'}, "
         f"shadow read {'ON' if phase.shadow_read else 'OFF'}"
     )
