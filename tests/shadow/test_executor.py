@@ -99,7 +99,9 @@ def make(
     sink: RecordingSink, clock: FakeClock, **sizes: int | float | None
 ) -> Iterator[ShadowExecutor]:
     executor = ShadowExecutor(
-        sink=sink, clock=clock, sizes=ExecutorSizes(**{"tick_s": None, **sizes})  # type: ignore[arg-type]
+        sink=sink,
+        clock=clock,
+        sizes=ExecutorSizes(**{"tick_s": None, **sizes}),  # type: ignore[arg-type]
     )
     yield executor
     executor.close()
@@ -214,7 +216,7 @@ def test_a_hung_call_is_timed_out_at_its_deadline_and_its_late_answer_discarded(
         assert executor.wait_idle()
         assert fresh.outcomes[0][0] == "answered"
         gate.set()  # the hung call returns: its answer must not be compared
-        assert eventually(lambda: executor.stats().threads == 1)
+        assert eventually(lambda: executor.stats().threads == 1)  # noqa: B023 - called at once
         assert [o[0] for o in hung.outcomes] == ["timed_out"]
         assert executor.stats().abandoned_now == 0
         assert sink.of("shadow_dropped") == [("timeout",)]
@@ -224,9 +226,7 @@ def test_threads_stay_bounded_when_the_target_never_returns(
     sink: RecordingSink, clock: FakeClock, gate: threading.Event
 ) -> None:
     workers, max_stuck, queue_size = 2, 3, 4
-    for executor in make(
-        sink, clock, workers=workers, max_stuck=max_stuck, queue_size=queue_size
-    ):
+    for executor in make(sink, clock, workers=workers, max_stuck=max_stuck, queue_size=queue_size):
         probes = []
         accepted = 0
         for _ in range(60):
@@ -252,7 +252,7 @@ def test_threads_stay_bounded_when_the_target_never_returns(
         drops = [r for (r,) in sink.of("shadow_dropped")]
         assert drops.count("timeout") == accepted and drops.count("queue_full") == 60 - accepted
         gate.set()  # the target recovers: the pool shrinks back to its workers
-        assert eventually(lambda: executor.stats().threads == workers)
+        assert eventually(lambda: executor.stats().threads == workers)  # noqa: B023
         recovered = Probe()
         executor.submit(recovered, DEADLINE)
         assert executor.wait_idle()
