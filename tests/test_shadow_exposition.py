@@ -136,3 +136,18 @@ def test_the_exposition_holds_every_contract_metric_shadow_read_touches(
                  backend="chroma", role="primary") == 1  # fmt: skip
     assert value("retrieval_build_info", "retrieval_build_info", primary="faiss",
                  target="chroma") == 1  # fmt: skip
+
+
+def test_the_sample_label_follows_the_rate_in_effect(stores: Stores) -> None:
+    registry = CollectorRegistry()
+    sink = PrometheusSink(
+        registry, env="local", shadow_version="dev", sample="0.25", app_version="0.1.0",
+        primary="faiss", target="chroma",
+    )  # fmt: skip
+    env = {"FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "1.00"}  # the env file was edited since start
+    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+        router.search("acme", stores.queries["acme"][0], 10)
+        assert router.executor.wait_idle()
+    found = samples(generate_latest(registry).decode())
+    labels = {s[1]["sample"] for s in found["retrieval_shadow_agreement_at_5"]}
+    assert labels == {"1.00"}

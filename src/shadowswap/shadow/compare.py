@@ -75,8 +75,11 @@ def measure(
     )
 
 
-def as_comparison(shadow_backend: str, shadow_latency_s: float, m: Measures) -> Comparison:
-    """The subset of the measures `shadowswap.metrics.MetricsSink` publishes."""
+def as_comparison(
+    shadow_backend: str, shadow_latency_s: float, m: Measures, sample: str | None = None
+) -> Comparison:
+    """The subset of the measures `shadowswap.metrics.MetricsSink` publishes; ``sample`` is
+    the sample rate in effect (the ``sample`` label follows an edited env file)."""
     return Comparison(
         backend=shadow_backend,
         latency_s=shadow_latency_s,
@@ -85,4 +88,5 @@ def as_comparison(shadow_backend: str, shadow_latency_s: float, m: Measures) -> 
         score_delta=m.score_delta,
         latency_delta_s=m.latency_delta_s,
         mismatch=m.mismatch,
+        sample=sample,
     )

@@ -78,7 +78,7 @@ class ShadowRead:
             shadow_latency_s=seconds,
         )
         self.sink.read(self.shadow_backend, "shadow", "ok", seconds)
-        self.sink.shadow_compared(as_comparison(self.shadow_backend, seconds, m))
+        self.sink.shadow_compared(as_comparison(self.shadow_backend, seconds, m, self.sample))
         self._record(
             "compared",
             shadow_ids=tuple(h.doc_id for h in answer.hits),
