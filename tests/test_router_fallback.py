@@ -109,6 +109,7 @@ def test_hung_reads_never_hold_more_threads_than_the_read_concurrency(
             for i in range(8):
                 assert router.search("acme", stores.queries["acme"][i], 5).fallback
             assert hanging.waiting == 3  # the rest failed fast: no slot, no new thread
+            assert router.stats().reads_in_flight == {"faiss": 3, "chroma": 0}
     finally:
         hanging.release()
     outcomes = [o for b, r, o in reads(sink) if b == "faiss"]

@@ -56,7 +56,7 @@ from shadowswap.config import Settings, SettingsSource
 from shadowswap.errors import InvalidInput, StoreError, StoreUnavailable
 from shadowswap.metrics import MetricsSink
 from shadowswap.rollout.decisions import Role, fallback_role, kind_of, read_role, shadow_role
-from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
+from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecutor
 from shadowswap.shadow.observations import ObservationSink
 from shadowswap.shadow.read import LogLimiter, ShadowRead
 from shadowswap.stores.base import VectorStore, check_k
@@ -95,6 +95,14 @@ class RoutedResult:
     @property
     def doc_ids(self) -> list[str]:
         return [h.doc_id for h in self.hits]
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    """What `Router.stats` reports."""
+
+    reads_in_flight: dict[str, int]
+    shadow: ExecutorStats
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,14 @@ class Router:
     @property
     def executor(self) -> ShadowExecutor:
         return self._executor
+
+    def stats(self) -> RouterStats:
+        """Reads in flight per backend (hung ones included) and the shadow's counters, for
+        a status page."""
+        in_flight = {self._primary.kind: self._primary.bulkhead.in_flight}
+        if self._target is not None:
+            in_flight[self._target.kind] = self._target.bulkhead.in_flight
+        return RouterStats(reads_in_flight=in_flight, shadow=self._executor.stats())
 
     # -- the read ---------------------------------------------------------------------------
     def search(
@@ -398,4 +414,4 @@ def _check_trace_id(trace_id: object) -> str:
     return trace_id
 
 
-__all__ = ["DEFAULT_READ_CONCURRENCY", "RoutedResult", "Router", "new_trace_id"]
+__all__ = ["DEFAULT_READ_CONCURRENCY", "RoutedResult", "Router", "RouterStats", "new_trace_id"]
