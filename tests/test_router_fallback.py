@@ -87,7 +87,7 @@ def test_a_hanging_primary_falls_back_once_the_read_deadline_passes(
     stores: Stores, sink: RecordingSink
 ) -> None:
     hanging = HangingStore(stores.faiss, ops=["search"])
-    env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "30"}
+    env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "500"}  # also the fallback's deadline
     try:
         with make_router(hanging, stores.chroma, env, sink=sink) as router:
             result = router.search("acme", stores.queries["acme"][0], 10)
@@ -103,7 +103,7 @@ def test_hung_reads_never_hold_more_threads_than_the_read_concurrency(
     stores: Stores, sink: RecordingSink
 ) -> None:
     hanging = HangingStore(stores.faiss, ops=["search"])
-    env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "20"}
+    env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "500"}  # also the fallback's deadline
     try:
         with make_router(hanging, stores.chroma, env, sink=sink, read_concurrency=3) as router:
             for i in range(8):
