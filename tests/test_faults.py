@@ -46,6 +46,13 @@ def test_hanging_store_blocks_until_released_then_answers(faiss: FaissStore) -> 
     store.release()
     thread.join(10)
     assert answers == [3] and store.waiting == 0 and store.calls == 1
+    store.hang()  # blocks again
+    again = threading.Thread(target=lambda: store.search("acme", [1.0] * 8, 3))
+    again.start()
+    assert store.wait_for_waiting(1)
+    store.release()
+    again.join(10)
+    assert store.waiting == 0 and store.calls == 2
 
 
 def test_slow_store_spends_its_delay_on_the_clock(faiss: FaissStore) -> None:

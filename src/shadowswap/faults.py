@@ -137,6 +137,10 @@ class HangingStore(FaultyStore):
         """Let every blocked call (and every later one) through."""
         self._released.set()
 
+    def hang(self) -> None:
+        """Block affected calls again (after `release`), as a store that fails anew."""
+        self._released.clear()
+
     def _before(self, op: str, tenant: str | None) -> None:
         with self._cond:
             self._waiting += 1
