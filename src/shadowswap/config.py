@@ -236,6 +236,14 @@ class Settings(BaseSettings):
     rollback_journal: Text = _var(
         "RETRIEVAL_ROLLBACK_JOURNAL", "artifacts/rollback_drill_log.ndjson"
     )
+    # Read path and shadow observations (issue 3, docs/shadow-read.md)
+    read_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True))] = _var(
+        "RETRIEVAL_READ_TIMEOUT_MS", 2000
+    )
+    observations_dir: OptionalText = _var("RETRIEVAL_OBSERVATIONS_DIR", None)
+    observations_retention_days: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
+        "RETRIEVAL_OBSERVATIONS_RETENTION_DAYS", 90
+    )
 
     @classmethod
     def settings_customise_sources(

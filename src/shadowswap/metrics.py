@@ -72,6 +72,8 @@ class Comparison:
     score_delta: float | None  # mean |score difference| over shared documents; None if none
     latency_delta_s: float  # shadow latency minus primary latency
     mismatch: bool  # agreement@5 < 1
+    # the sample rate in effect for this read, as written; None: the sink's own ``sample``
+    sample: str | None = None
 
 
 class MetricsSink(Protocol):
@@ -322,7 +324,7 @@ class PrometheusSink:
         self.fallbacks.labels(**{"from": from_backend, "to": to_backend}, **self._base).inc()
 
     def shadow_compared(self, comparison: Comparison) -> None:
-        b, s = comparison.backend, self._sample
+        b, s = comparison.backend, comparison.sample or self._sample
         self.shadow_latency.labels(backend=b, sample=s, **self._base).observe(comparison.latency_s)
         self.agreement.labels(backend=b, k="5", sample=s, **self._base).observe(
             comparison.agreement_at_5
