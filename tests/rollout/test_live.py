@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.clock import FakeClock
+from shadowswap.clock import FakeClock, SystemClock
 from shadowswap.metrics import RecordingSink
-from shadowswap.rollout.decisions import kind_of, read_role
 from shadowswap.rollout.envfile import edit_text, read_env, write_env
 from shadowswap.rollout.live import EnvFileSettings
+from shadowswap.router import Router
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
@@ -188,25 +189,31 @@ def stores(tmp_path: Path) -> Iterator[dict[str, BaseStore]]:
 def test_reads_move_to_the_other_backend_within_5_seconds_with_no_failed_request(
     env_file: Path, stores: dict[str, BaseStore]
 ) -> None:
-    """A reader loop that does what the read router does per request (settings once, then
-    `read_role`) against real FAISS and embedded Chroma, while the env file is edited."""
+    """The read router, following the env file, against real FAISS and embedded Chroma: an
+    edit that cuts the tenant over moves its reads within 5 seconds, no request fails."""
     source = EnvFileSettings(env_file, environ={}, poll_interval_s=1.0)
     query = clustered_corpus("t1", 1, 16, queries=1, seed=7).queries[0]
     reads: list[tuple[float, str, str, int]] = []
     failures: list[BaseException] = []
     stop = threading.Event()
+    router = Router(
+        primary=stores["faiss"],
+        target=stores["chroma"],
+        settings=source,
+        sink=RecordingSink(),
+        clock=SystemClock(),
+        rng=random.Random(0),
+    )
 
     def reader() -> None:
         while not stop.is_set():
             started = time.monotonic()
-            settings = source.current()
-            kind = kind_of(settings, read_role(settings, "t1"))
             try:
-                result = stores[kind].search("t1", query, 5)
+                result = router.search("t1", query, 5)
             except Exception as exc:  # noqa: BLE001 - any failure fails the test
                 failures.append(exc)
                 continue
-            reads.append((started, kind, result.backend, len(result.hits)))
+            reads.append((started, result.backend, result.backend, len(result.hits)))
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -222,6 +229,7 @@ def test_reads_move_to_the_other_backend_within_5_seconds_with_no_failed_request
     finally:
         stop.set()
         thread.join(timeout=30)
+        router.close()
     assert failures == []
     first_chroma = next(i for i, r in enumerate(reads) if r[1] == "chroma")
     assert reads[first_chroma][0] - edited <= 5.0
