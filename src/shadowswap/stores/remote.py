@@ -187,7 +187,8 @@ def vector_from_b64(text: str) -> Vector:
 
 def vector_to_floats(vector: Vector) -> list[float]:
     """JSON numbers that parse back to the very same float32 values."""
-    return [float(x) for x in np.asarray(vector, dtype=np.float32)]
+    floats: list[float] = np.asarray(vector, dtype=np.float32).astype(np.float64).tolist()
+    return floats
 
 
 def metadata_to_json(metadata: Mapping[str, MetaValue]) -> str:

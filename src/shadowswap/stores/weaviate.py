@@ -95,6 +95,7 @@ from shadowswap.stores.remote import (
     short,
     sized_chunks,
     tokens,
+    vector_to_floats,
 )
 from shadowswap.values import Document, Hit, Vector
 from shadowswap.values import Filter as EqFilter
@@ -339,7 +340,7 @@ class WeaviateStore(BaseStore):
                     "ss_has_text": d.text is not None,
                     "ss_tokens": tokens(d.metadata),
                 },
-                vector={VECTOR: [float(x) for x in d.vector]},
+                vector={VECTOR: vector_to_floats(d.vector)},
             )
             for d in documents
         ]
@@ -380,7 +381,7 @@ class WeaviateStore(BaseStore):
             return []
         where = Filter.by_property("ss_tokens").contains_all(tokens(filter)) if filter else None
         res = scoped.query.near_vector(
-            near_vector=[float(x) for x in vector],
+            near_vector=vector_to_floats(vector),
             limit=k,
             filters=where,
             target_vector=VECTOR,
