@@ -327,3 +327,32 @@ def test_an_unreachable_host_is_reported(open_store: Any) -> None:
 def test_a_missing_key_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"api_key=<key>"):
         PineconeStore("https://idx-abc.svc.pinecone.io")
+
+
+def test_every_data_request_names_the_tenants_namespace(stub: StubServer, open_store: Any) -> None:
+    tenant = "Acme_1"
+    stub.on("POST", "/describe_index_stats", pc.stats({tenant: 1}))
+    holding(stub, {"a": stored(Document(tenant, "a", [1.0, 0.0, 0.0]))})
+    stub.on("POST", "/vectors/upsert", pc.upserted)
+    stub.on("POST", "/query", pc.matches(tenant, []))
+    stub.on("POST", "/vectors/delete", Reply(200, {}))
+    stub.on("GET", "/vectors/list", pc.listed(tenant, ["a"]))
+    store = open_store()
+    store.upsert(tenant, [Document(tenant, "b", [0.0, 1.0, 0.0])])
+    store.search(tenant, [1.0, 0.0, 0.0], 1)
+    store.get(tenant, ["a"])
+    store.delete(tenant, ["a"])
+    list(store.scan(tenant))
+    data = [r for r in stub.requests if r.path != "/describe_index_stats"]
+    assert {r.path for r in data} == {
+        "/vectors/fetch",
+        "/vectors/upsert",
+        "/query",
+        "/vectors/delete",
+        "/vectors/list",
+    }
+    for request in data:
+        namespace = (
+            request.param("namespace") if request.method == "GET" else request.json()["namespace"]
+        )
+        assert namespace == tenant, request.path

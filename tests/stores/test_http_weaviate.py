@@ -13,13 +13,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
 import pytest
 
-from shadowswap.errors import IncompatibleStore, StoreError, StoreTimeout, StoreUnavailable
+from shadowswap.errors import (
+    DimensionMismatch,
+    IncompatibleStore,
+    StoreError,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from shadowswap.similarity import Metric, canonical_vector
 from shadowswap.stores.weaviate import NAMESPACE, WeaviateStore, object_id
 from shadowswap.values import Document, to_vector
@@ -50,26 +56,25 @@ def rpc() -> Iterator[WeaviateGrpcStub]:
     assert not server.unmatched, server.unmatched
 
 
-@pytest.fixture(autouse=True)
-def _close_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Close every store a test opened (the client warns about unclosed connections)."""
-    opened: list[WeaviateStore] = []
-    original = WeaviateStore.__init__
-
-    def tracking(self: WeaviateStore, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)  # type: ignore[arg-type]
-        opened.append(self)
-
-    monkeypatch.setattr(WeaviateStore, "__init__", tracking)
-    yield
-    for store in opened:
+@pytest.fixture
+def opened() -> Iterator[list[WeaviateStore]]:
+    """Every store a test opens, closed after it (the client warns about open connections)."""
+    stores: list[WeaviateStore] = []
+    yield stores
+    for store in stores:
         store.close()
 
 
+@pytest.fixture
 def open_store(
-    rest: StubServer, rpc: WeaviateGrpcStub, metric: Metric = Metric.COSINE, extra: str = ""
-) -> WeaviateStore:
-    return WeaviateStore(f"{rest.url}?grpc_port={rpc.port}{extra}", metric, timeout_s=3.0)
+    rest: StubServer, rpc: WeaviateGrpcStub, opened: list[WeaviateStore]
+) -> Callable[..., WeaviateStore]:
+    def make(metric: Metric = Metric.COSINE, extra: str = "") -> WeaviateStore:
+        store = WeaviateStore(f"{rest.url}?grpc_port={rpc.port}{extra}", metric, timeout_s=3.0)
+        opened.append(store)
+        return store
+
+    return make
 
 
 def known(rest: StubServer, metric: str = "cosine", tenant_exists: bool = True) -> None:
@@ -89,13 +94,13 @@ def test_object_ids_are_uuid5_of_tenant_and_doc_id() -> None:
 
 
 def test_first_write_creates_a_multi_tenant_collection_and_imports_over_grpc(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     rest.on("GET", SCHEMA, wv.rest_error(404, "not found"))
     rest.on("POST", "/v1/schema", lambda r: Reply(200, r.json()))
     rest.on("HEAD", TENANT, Reply(404))
     rpc.on("BatchObjects", wv.batch_reply())
-    store = open_store(rest, rpc)
+    store = open_store()
     doc = Document(T, "a", [3.0, 4.0, 0.0], {"lang": "en", "n": 7}, text="")
 
     assert store.upsert(T, [doc]).written == 1
@@ -136,8 +141,24 @@ def test_first_write_creates_a_multi_tenant_collection_and_imports_over_grpc(
     assert np.frombuffer(vector.vector_bytes, "<f4").tobytes() == unit([3, 4, 0]).tobytes()
 
 
+def test_a_concurrent_first_write_of_another_dimension_is_refused(
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
+) -> None:
+    rest.on(
+        "GET",
+        SCHEMA,
+        wv.rest_error(404, "not found"),
+        wv.rest_error(404, "not found"),
+        wv.schema_class(wv.record(dimension=5)),  # another writer created it meanwhile
+    )
+    rest.on("POST", "/v1/schema", wv.rest_error(422, 'class name "Shadowswap" already exists'))
+    with pytest.raises(DimensionMismatch):
+        open_store().upsert(T, [Document(T, "a", [1.0, 0.0, 0.0])])
+    assert rpc.requests == []
+
+
 def test_unchanged_content_fetches_hashes_and_imports_nothing(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest)
     doc = Document(T, "a", [0.0, 0.6, 0.8])
@@ -147,7 +168,7 @@ def test_unchanged_content_fetches_hashes_and_imports_nothing(
             [wv.result(object_id(T, "a"), {"doc_id": "a", "ss_hash": doc.content_hash})]
         ),
     )
-    assert open_store(rest, rpc).upsert(T, [doc]).unchanged == 1
+    assert open_store().upsert(T, [doc]).unchanged == 1
     assert rpc.calls("BatchObjects") == []
     fetch = only(rpc.calls("Search"))
     assert (fetch.collection, fetch.tenant, fetch.limit) == ("Shadowswap", T, 1)
@@ -156,12 +177,14 @@ def test_unchanged_content_fetches_hashes_and_imports_nothing(
     assert list(fetch.filters.value_text_array.values) == [str(object_id(T, "a"))]
 
 
-@pytest.mark.parametrize(
-    ("metric", "distance", "score"), [("cosine", -0.8, 0.8), ("l2", 4.0, -4.0)]
-)
+@pytest.mark.parametrize("case", [("cosine", -0.8, 0.8), ("l2", 4.0, -4.0)])
 def test_search_filters_inside_near_vector_and_scores_minus_the_distance(
-    rest: StubServer, rpc: WeaviateGrpcStub, metric: str, distance: float, score: float
+    rest: StubServer,
+    rpc: WeaviateGrpcStub,
+    case: tuple[str, float, float],
+    open_store: Callable[..., WeaviateStore],
 ) -> None:
+    metric, distance, score = case  # Weaviate distance "dot" is -x, "l2-squared" is d²
     known(rest, metric)
     rpc.on(
         "Search",
@@ -176,7 +199,7 @@ def test_search_filters_inside_near_vector_and_scores_minus_the_distance(
             ]
         ),
     )
-    store = open_store(rest, rpc, Metric(metric))
+    store = open_store(Metric(metric))
     hits = store.search(T, [0.0, 3.0, 4.0], 4, {"n": 1.0}).hits
     assert [(h.doc_id, h.score, dict(h.metadata)) for h in hits] == [
         ("a", pytest.approx(score, abs=1e-6), {"n": 1})
@@ -193,10 +216,10 @@ def test_search_filters_inside_near_vector_and_scores_minus_the_distance(
 
 
 def test_reads_of_a_tenant_weaviate_does_not_know_return_nothing(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest, tenant_exists=False)
-    store = open_store(rest, rpc)
+    store = open_store()
     assert store.search(T, [1.0, 0.0, 0.0], 3).hits == ()
     assert store.count(T) == 0 and store.get(T, ["a"]) == {} and store.delete(T, ["a"]) == 0
     assert list(store.scan(T)) == []
@@ -204,7 +227,7 @@ def test_reads_of_a_tenant_weaviate_does_not_know_return_nothing(
 
 
 def test_get_round_trips_vectors_types_and_empty_text(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest)
     vec = unit([1.0, 2.0, 2.0])
@@ -230,7 +253,7 @@ def test_get_round_trips_vectors_types_and_empty_text(
             ]
         ),
     )
-    got = open_store(rest, rpc).get(T, ["b", "a", "zz"])
+    got = open_store().get(T, ["b", "a", "zz"])
     assert list(got) == ["b", "a"]
     a, b = got["a"], got["b"]
     assert a.vector.tobytes() == vec.tobytes()
@@ -248,7 +271,7 @@ def test_get_round_trips_vectors_types_and_empty_text(
 
 
 def test_scan_lists_ids_by_uuid_then_yields_in_doc_id_order(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest)
     ids = ["zeta", "alpha", "mid"]  # the cursor pages by UUID, so doc ids come unsorted
@@ -269,16 +292,18 @@ def test_scan_lists_ids_by_uuid_then_yields_in_doc_id_order(
         )
 
     rpc.on("Search", listing, fetch)
-    pages = list(open_store(rest, rpc).scan(T, batch_size=1, after="alpha"))
+    pages = list(open_store().scan(T, batch_size=1, after="alpha"))
     assert [[d.doc_id for d in p] for p in pages] == [["mid"], ["zeta"]]
     first = rpc.calls("Search")[0]
     assert first.limit == 1000 and list(first.properties.non_ref_properties) == ["doc_id"]
 
 
-def test_delete_counts_what_weaviate_deleted(rest: StubServer, rpc: WeaviateGrpcStub) -> None:
+def test_delete_counts_what_weaviate_deleted(
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
+) -> None:
     known(rest)
     rpc.on("BatchDelete", wv.delete_reply(matches=1, successful=1))
-    assert open_store(rest, rpc).delete(T, ["a", "ghost"]) == 1
+    assert open_store().delete(T, ["a", "ghost"]) == 1
     request = only(rpc.calls("BatchDelete"))
     assert (request.collection, request.tenant) == ("Shadowswap", T)
     assert list(request.filters.value_text_array.values) == [
@@ -287,32 +312,34 @@ def test_delete_counts_what_weaviate_deleted(rest: StubServer, rpc: WeaviateGrpc
     ]
 
 
-def test_count_and_tenants(rest: StubServer, rpc: WeaviateGrpcStub) -> None:
+def test_count_and_tenants(
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
+) -> None:
     known(rest)
     rpc.on("TenantsGet", wv.tenants_reply(["acme", "Beta", "empty"]))
     rpc.on("Aggregate", wv.count_reply(4), wv.count_reply(2), wv.count_reply(0))
-    assert open_store(rest, rpc).tenants() == ["Beta", "acme"]
+    assert open_store().tenants() == ["Beta", "acme"]
     assert [r.tenant for r in rpc.calls("Aggregate")] == ["acme", "Beta", "empty"]
     assert all(r.objects_count for r in rpc.calls("Aggregate"))
 
 
 def test_an_import_error_is_raised_with_weaviates_message(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest)
     rpc.on("Search", wv.search_reply([]))
     rpc.on("BatchObjects", wv.batch_reply({0: "vector lengths don't match: 3 vs 4"}))
     with pytest.raises(StoreError, match="vector lengths don't match"):
-        open_store(rest, rpc).upsert(T, [Document(T, "a", [1.0, 0.0, 0.0])])
+        open_store().upsert(T, [Document(T, "a", [1.0, 0.0, 0.0])])
 
 
 # -- failures -----------------------------------------------------------------------------
 def test_the_api_key_travels_as_bearer_on_rest_and_grpc(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest)
     rpc.on("Aggregate", Abort(grpc.StatusCode.UNAUTHENTICATED, "invalid api key"))
-    store = open_store(rest, rpc, extra="&api_key=s3cr3t")
+    store = open_store(extra="&api_key=s3cr3t")
     with pytest.raises(StoreUnavailable, match="api_key in RETRIEVAL_WEAVIATE_URL") as info:
         store.count(T)
     assert "s3cr3t" not in str(info.value) and "s3cr3t" not in store.location
@@ -320,10 +347,12 @@ def test_the_api_key_travels_as_bearer_on_rest_and_grpc(
     assert rpc.metadata[0]["authorization"] == "Bearer s3cr3t"
 
 
-def test_a_rest_auth_refusal_names_the_variable(rest: StubServer, rpc: WeaviateGrpcStub) -> None:
+def test_a_rest_auth_refusal_names_the_variable(
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
+) -> None:
     rest.on("GET", SCHEMA, wv.rest_error(401, "anonymous access not enabled"))
     with pytest.raises(StoreUnavailable, match="RETRIEVAL_WEAVIATE_URL"):
-        open_store(rest, rpc).search(T, [1.0, 0.0, 0.0], 1)
+        open_store().search(T, [1.0, 0.0, 0.0], 1)
 
 
 @pytest.mark.parametrize(
@@ -336,51 +365,87 @@ def test_a_rest_auth_refusal_names_the_variable(rest: StubServer, rpc: WeaviateG
     ],
 )
 def test_grpc_statuses_map_to_store_errors(
-    rest: StubServer, rpc: WeaviateGrpcStub, code: grpc.StatusCode, error: type[StoreError]
+    rest: StubServer,
+    rpc: WeaviateGrpcStub,
+    code: grpc.StatusCode,
+    error: type[StoreError],
+    open_store: Callable[..., WeaviateStore],
 ) -> None:
     known(rest)
     rpc.on("Search", Abort(code, "details from weaviate"))
     with pytest.raises(error) as info:
-        open_store(rest, rpc).search(T, [1.0, 0.0, 0.0], 1)
+        open_store().search(T, [1.0, 0.0, 0.0], 1)
     assert type(info.value) is error
 
 
 def test_unavailable_grpc_is_retried_by_the_client_after_a_pause(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     """The client sleeps 1, 2, 4... s between UNAVAILABLE retries (documented in the module):
     one failure costs one second here."""
     known(rest)
     rpc.on("Aggregate", Abort(grpc.StatusCode.UNAVAILABLE, "restarting"), wv.count_reply(5))
-    assert open_store(rest, rpc).count(T) == 5
+    assert open_store().count(T) == 5
     assert len(rpc.calls("Aggregate")) == 2
 
 
-def test_an_unreachable_server_fails_fast(rpc: WeaviateGrpcStub) -> None:
+def test_an_unreachable_server_fails_fast(opened: list[WeaviateStore]) -> None:
     rest_port, grpc_port = free_port(), free_port()
     start = time.perf_counter()
     store = WeaviateStore(
         f"http://127.0.0.1:{rest_port}?grpc_port={grpc_port}", Metric.COSINE, timeout_s=1.0
     )
+    opened.append(store)
     with pytest.raises(StoreUnavailable, match="cannot reach"):
         store.count(T)
     assert "cannot reach" in store.health().detail
     assert time.perf_counter() - start < 10
 
 
-def test_a_closed_grpc_port_is_reported_before_any_call(rest: StubServer) -> None:
+def test_a_closed_grpc_port_is_reported_before_any_call(
+    rest: StubServer, opened: list[WeaviateStore]
+) -> None:
     store = WeaviateStore(f"{rest.url}?grpc_port={free_port()}", Metric.COSINE, timeout_s=1.0)
+    opened.append(store)
     with pytest.raises(StoreUnavailable, match="gRPC port"):
         store.count(T)
     assert rest.requests == []
 
 
 def test_collections_of_another_metric_or_origin_are_refused(
-    rest: StubServer, rpc: WeaviateGrpcStub
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:
     known(rest, metric="dot")
     with pytest.raises(IncompatibleStore, match="RETRIEVAL_METRIC=dot"):
-        open_store(rest, rpc).count(T)
+        open_store().count(T)
     rest.on("GET", SCHEMA, wv.schema_class("a collection somebody else made"))
     with pytest.raises(IncompatibleStore, match="not created by shadowswap"):
-        open_store(rest, rpc).count(T)
+        open_store().count(T)
+
+
+def test_every_data_request_names_the_tenant(
+    rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
+) -> None:
+    tenant = "Acme_1"
+    rest.on("GET", SCHEMA, wv.schema_class(wv.record()))
+    rest.on("HEAD", f"{SCHEMA}/tenants/{tenant}", Reply(200))
+    rpc.on("Search", wv.search_reply([]))
+    rpc.on("BatchObjects", wv.batch_reply())
+    rpc.on("BatchDelete", wv.delete_reply(0, 0))
+    rpc.on("Aggregate", wv.count_reply(1))
+    store = open_store()
+    store.upsert(tenant, [Document(tenant, "a", [1.0, 0.0, 0.0])])
+    store.search(tenant, [1.0, 0.0, 0.0], 1)
+    store.get(tenant, ["a"])
+    store.delete(tenant, ["a"])
+    store.count(tenant)
+    list(store.scan(tenant))
+    assert {name for name, _ in rpc.requests} == {
+        "Search",
+        "BatchObjects",
+        "BatchDelete",
+        "Aggregate",
+    }
+    for name, request in rpc.requests:
+        objects = request.objects if name == "BatchObjects" else [request]
+        assert {o.tenant for o in objects} == {tenant}, name
