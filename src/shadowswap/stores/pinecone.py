@@ -311,7 +311,7 @@ class PineconeStore(BaseStore):
         self, tenant: str, batch_size: int, after: str | None
     ) -> Iterator[list[Document]]:
         with self._edge("scan", tenant):
-            doc_ids = sorted(self._all_doc_ids(tenant))
+            doc_ids = sorted(self._all_ids(tenant))
         start = 0 if after is None else bisect.bisect_right(doc_ids, after)
         for i in range(start, len(doc_ids), batch_size):
             chunk = doc_ids[i : i + batch_size]
@@ -321,7 +321,7 @@ class PineconeStore(BaseStore):
             if page:
                 yield page
 
-    def _all_doc_ids(self, tenant: str) -> list[str]:
+    def _all_ids(self, tenant: str) -> list[str]:
         namespace = self._namespace(tenant)
         plain: list[str] = []
         hashed: list[str] = []

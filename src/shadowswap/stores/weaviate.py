@@ -422,7 +422,7 @@ class WeaviateStore(BaseStore):
         self, tenant: str, batch_size: int, after: str | None
     ) -> Iterator[list[Document]]:
         with self._edge("scan", tenant):
-            ids = sorted(self._all_doc_ids(tenant))
+            ids = sorted(self._all_ids(tenant))
         start = 0 if after is None else bisect.bisect_right(ids, after)
         for i in range(start, len(ids), batch_size):
             chunk = ids[i : i + batch_size]
@@ -432,7 +432,7 @@ class WeaviateStore(BaseStore):
             if page:
                 yield page
 
-    def _all_doc_ids(self, tenant: str) -> list[str]:
+    def _all_ids(self, tenant: str) -> list[str]:
         scoped = self._tenant(tenant)
         if scoped is None:
             return []
