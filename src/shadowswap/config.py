@@ -229,6 +229,13 @@ class Settings(BaseSettings):
     metric: Annotated[Metric, BeforeValidator(_metric)] = _var("RETRIEVAL_METRIC", Metric.COSINE)
     # Where commands leave state for others to read (last reconcile result, checkpoints)
     state_dir: Text = _var("RETRIEVAL_STATE_DIR", "./data/state")
+    # Rollout (issue 6): the backend rollbacks return to, and the rollback journal
+    legacy_backend: Annotated[str, BeforeValidator(_kind)] = _var(
+        "RETRIEVAL_LEGACY_BACKEND", "faiss"
+    )
+    rollback_journal: Text = _var(
+        "RETRIEVAL_ROLLBACK_JOURNAL", "artifacts/rollback_drill_log.ndjson"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -35,9 +35,10 @@ LATENCY_BUCKETS = (
 )
 RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SCORE_DELTA_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-LATENCY_DELTA_BUCKETS = (
-    -1.0, -0.5, -0.2, -0.08, -0.04, -0.02, -0.01, 0.0, 0.01, 0.02, 0.04, 0.08, 0.2, 0.5, 1.0
-)  # fmt: skip
+# How much slower the shadow answered than the primary, 0 when it was faster. Negative buckets
+# would make prometheus_client drop the histogram's `_sum` (OpenMetrics forbids a sum that can
+# decrease), and the runbook's mean latency delta is computed from `_sum` / `_count`.
+LATENCY_DELTA_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2, 0.5, 1.0, 2.0)
 
 #: The contract's metric names, for tests and dashboards that check them.
 CONTRACT_METRICS = (
@@ -286,7 +287,8 @@ class PrometheusSink:
             ["backend"], SCORE_DELTA_BUCKETS,
         )  # fmt: skip
         self.latency_delta = hist(
-            "retrieval_dual_read_latency_delta_seconds", "Shadow minus primary latency.",
+            "retrieval_dual_read_latency_delta_seconds",
+            "How much slower the shadow answered than the primary (0 when faster).",
             ["backend"], LATENCY_DELTA_BUCKETS,
         )  # fmt: skip
         self.mismatches = counter(
@@ -328,7 +330,9 @@ class PrometheusSink:
         self.ndcg.labels(backend=b, k="10", sample=s, **self._base).observe(comparison.ndcg_at_10)
         if comparison.score_delta is not None:
             self.score_delta.labels(backend=b, **self._base).observe(comparison.score_delta)
-        self.latency_delta.labels(backend=b, **self._base).observe(comparison.latency_delta_s)
+        self.latency_delta.labels(backend=b, **self._base).observe(
+            max(0.0, comparison.latency_delta_s)
+        )
         mismatches = self.mismatches.labels(backend=b, **self._base)
         if comparison.mismatch:
             mismatches.inc()
