@@ -11,6 +11,9 @@ What every store promises (checked by ``tests/stores/test_contract.py``):
   Booleans match only booleans; numbers match numerically (``1`` matches ``1.0``).
 * ``scan`` streams every document of a tenant once, in ascending doc id order (code point
   order), in batches, resumable with ``after=<last doc id seen>``.
+* ``digests`` (on `BaseStore`, not part of the Protocol) streams ``(doc_id, content_hash)``
+  pages in the same order; adapters that keep the hash beside the content may list it instead
+  of recomputing it (FAISS does).
 * a store's dimension is fixed by its first write; vectors of another length are refused.
 * a store's metric is fixed when it is created; opening it with another metric is refused.
 * vendor errors are mapped to `shadowswap.errors.StoreError` subclasses at the adapter's edge.
@@ -163,6 +166,14 @@ class BaseStore(abc.ABC):
                 return
             cursor = page[-1].doc_id
 
+    def _digest_pages(
+        self, tenant: str, batch_size: int, after: str | None
+    ) -> Iterator[list[tuple[str, str]]]:
+        """``(doc_id, content_hash)`` pages for `digests`; by default the hash is recomputed
+        from every scanned document. Override when the engine can list stored hashes cheaply."""
+        for page in self._scan_pages(tenant, batch_size, after):
+            yield [(doc.doc_id, doc.content_hash) for doc in page]
+
     @abc.abstractmethod
     def _count(self, tenant: str) -> int: ...
 
@@ -241,6 +252,18 @@ class BaseStore(abc.ABC):
         if after is not None:
             check_doc_id(after, "after")
         return self._scan_pages(tenant, batch_size, after)
+
+    def digests(
+        self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
+    ) -> Iterator[list[tuple[str, str]]]:
+        """Like `scan`, but only ``(doc_id, content_hash)`` pairs: what comparing two stores
+        needs (``shadowswap.sync``). Same order, batching and ``after`` as `scan`."""
+        check_tenant(tenant)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size", "must be a positive integer")
+        if after is not None:
+            check_doc_id(after, "after")
+        return self._digest_pages(tenant, batch_size, after)
 
     def count(self, tenant: str) -> int:
         check_tenant(tenant)
