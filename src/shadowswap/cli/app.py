@@ -11,6 +11,7 @@ import typer
 
 from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
+from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
 from shadowswap.demo import run_demo
@@ -121,6 +122,7 @@ def version_cmd() -> None:
 
 
 # Subcommands of later issues live in their own modules and register here, one line each.
+sync_commands.register(app)
 
 
 def main() -> None:
