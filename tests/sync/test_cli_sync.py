@@ -324,3 +324,36 @@ def test_backfill_and_reconcile_against_a_chroma_server(
         assert json.loads(check.stdout)["tenants"]["acme"]["replica_docs"] == 250
     finally:
         _wipe_chroma_server(chroma_server_url)
+
+
+def test_sigterm_stops_a_throttled_backfill_after_the_batch_and_it_resumes(
+    tmp_path: Path,
+) -> None:
+    with faiss_at(tmp_path) as primary:
+        load(primary, "acme", 400)
+    env = env_for(tmp_path)
+    proc = subprocess.Popen(
+        cli("backfill", "--batch-size", "50", "--max-rate", "20", "--json"),
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not checkpoints(tmp_path / "state") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)  # the throttle makes it wait 2.5 s between batches
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and stopped_in < 2.0, (proc.returncode, stopped_in, err)
+    report = json.loads(out)
+    assert report["interrupted"] and not report["ok"] and report["processed"] >= 50
+    assert "SIGTERM: stopping after the current batch" in err and "Traceback" not in err
+    resumed = run(["backfill", "--json"], env, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads(resumed.stdout)
+    assert again["tenants"]["acme"]["resumed_after_docs"] == report["processed"]
+    assert again["copied"] == 400 - report["processed"]

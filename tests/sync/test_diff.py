@@ -79,3 +79,15 @@ def test_a_store_breaking_the_order_promise_is_refused() -> None:
     store.upsert("t", [Document("t", i, [1.0]) for i in "abc"])
     with pytest.raises(StoreError, match="out of order"):
         list(digest_stream(store, "t", batch_size=10))
+
+
+@pytest.mark.parametrize("kind", ["memory", "faiss", "chroma"])
+def test_hashes_and_digests_agree_with_the_documents(open_store_of: Opener, kind: str) -> None:
+    store = open_store_of(kind)
+    docs = load(store, "t", 300)
+    held = {d.doc_id: d.content_hash for d in docs}
+    listed = dict(digest_stream(store, "t", batch_size=64))
+    assert listed == held
+    some = [d.doc_id for d in docs[::7]] + ["absent"]
+    assert store.hashes("t", some) == {i: held[i] for i in some if i in held}
+    assert store.hashes("t", []) == {} and store.hashes("nobody", some) == {}

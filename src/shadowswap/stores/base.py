@@ -11,9 +11,10 @@ What every store promises (checked by ``tests/stores/test_contract.py``):
   Booleans match only booleans; numbers match numerically (``1`` matches ``1.0``).
 * ``scan`` streams every document of a tenant once, in ascending doc id order (code point
   order), in batches, resumable with ``after=<last doc id seen>``.
-* ``digests`` (on `BaseStore`, not part of the Protocol) streams ``(doc_id, content_hash)``
-  pages in the same order; adapters that keep the hash beside the content may list it instead
-  of recomputing it (FAISS does).
+* ``digests`` and ``hashes`` (on `BaseStore`, not part of the Protocol) give content hashes
+  without vectors: ``digests`` streams ``(doc_id, content_hash)`` pages in scan order (FAISS
+  lists its stored hashes, other adapters recompute them from scanned documents); ``hashes``
+  looks ids up the way upsert does to stay idempotent.
 * a store's dimension is fixed by its first write; vectors of another length are refused.
 * a store's metric is fixed when it is created; opening it with another metric is refused.
 * vendor errors are mapped to `shadowswap.errors.StoreError` subclasses at the adapter's edge.
@@ -252,6 +253,16 @@ class BaseStore(abc.ABC):
         if after is not None:
             check_doc_id(after, "after")
         return self._scan_pages(tenant, batch_size, after)
+
+    def hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The content hashes of those of ``doc_ids`` the tenant holds, as the adapter keeps
+        them for idempotent upserts (cheaper than `get`: no vectors are read)."""
+        check_tenant(tenant)
+        ids = check_doc_ids(doc_ids)
+        if not ids:
+            return {}
+        with self._edge("get", tenant):
+            return self._hashes(tenant, ids)
 
     def digests(
         self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None

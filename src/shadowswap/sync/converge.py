@@ -8,10 +8,16 @@ is written (`Converger.apply`):
 
 1. read the batch from the source (or take the page just scanned) and write it to the
    replica (upsert; ids the source no longer has are deleted when allowed);
-2. read the same ids from the source again; any id whose content hash changed or that
-   vanished since step 1 is written again (or deleted) with what the source holds now;
+2. read the same ids' content hashes from the source again (`BaseStore.hashes`: no vectors
+   are read); any id whose hash changed or that vanished since step 1 is read and written
+   again (or deleted) with what the source holds now;
 3. repeat step 2 until a re-read matches what was last written (at most ``max_rounds``).
-   For ``reconcile --repair`` the replica is read back too and must match the source.
+   For ``reconcile --repair`` the replica's hashes are read back too and must match.
+
+Hashes here are the ones the stores keep for idempotent upserts (FAISS: its catalog column;
+Chroma: the ``_ss_hash`` field shadowswap writes beside each document). They catch every
+change made through shadowswap; damage done to a store behind its back is what reconcile's
+comparison (which recomputes hashes from content where an adapter has no catalog) is for.
 
 Why this closes the race, for one id: suppose our last write put version V (read from the
 source at time r) and the re-read after that write still shows V. Any write of another
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 
 from shadowswap.clock import Clock
 from shadowswap.errors import DimensionMismatch, InvalidInput
-from shadowswap.stores.base import VectorStore
+from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.sync.retry import NO_RETRY, Retry
 from shadowswap.values import Document, WriteReport
 
@@ -114,26 +120,23 @@ class Converger:
         for _ in range(self._max_rounds):
             if not pending:
                 break
-            now = self._read(pending)
-            changed = [i for i in pending if _digest(now.get(i)) != _digest(view.get(i))]
+            now = self._hashes(pending)
+            changed = [i for i in pending if now.get(i) != _digest(view.get(i))]
             if self._read_back:
-                held = self._read(pending, replica=True)
+                held = self._hashes(pending, replica=True)
                 already = set(changed)
-                changed += [
-                    i
-                    for i in pending
-                    if i not in already and _digest(held.get(i)) != _digest(now.get(i))
-                ]
+                changed += [i for i in pending if i not in already and held.get(i) != now.get(i)]
             if not changed:
                 pending = []
                 break
+            fresh = self._read(changed)  # what the source holds now: the version to put
             for i in changed:
-                if i in now:
-                    view[i] = now[i]
+                if i in fresh:
+                    view[i] = fresh[i]
                 else:
                     view.pop(i, None)
             step = self._push(
-                [now[i] for i in changed if i in now], [i for i in changed if i not in now]
+                [fresh[i] for i in changed if i in fresh], [i for i in changed if i not in fresh]
             )
             outcome += Outcome(step.written, 0, step.deleted, step.failed)
             refused = set(step.failed)
@@ -141,6 +144,13 @@ class Converger:
         return outcome + Outcome(unsettled=tuple(pending))
 
     # -- store calls ----------------------------------------------------------------------
+    def _hashes(self, ids: Sequence[str], *, replica: bool = False) -> dict[str, str]:
+        """Content hashes without vectors where the store offers them (`BaseStore.hashes`)."""
+        store = self.replica if replica else self.source
+        if isinstance(store, BaseStore):
+            return self._retry.call(lambda: store.hashes(self.tenant, list(ids)), self._clock)
+        return {i: d.content_hash for i, d in self._read(ids, replica=replica).items()}
+
     def _read(self, ids: Sequence[str], *, replica: bool = False) -> dict[str, Document]:
         store = self.replica if replica else self.source
         if not ids:
