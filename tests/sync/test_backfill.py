@@ -327,3 +327,18 @@ def test_a_terminal_gets_a_live_bar_with_rate_and_eta() -> None:
     shown = screen.getvalue()
     assert "backfill acme" in shown and "300/300" in shown and "ETA" in shown
     assert "docs/s" in shown
+
+
+def test_a_resumed_run_does_not_hide_failures_of_an_earlier_run(open_store_of: Opener) -> None:
+    source = open_store_of("faiss")
+    docs = load(source, "acme", 400)
+    refused = sorted(d.doc_id for d in docs[:100] if d.metadata["cluster"] == 3)
+    assert refused
+    dest, cps = Picky(), MemoryCheckpoints()
+    first = Backfill(source, dest, batch_size=100, checkpoints=cps, stop=StopAfter(1)).run()
+    assert first.failed == len(refused) and first.interrupted
+    second = Backfill(source, dest, batch_size=100, checkpoints=cps).run()
+    assert second.complete and not second.ok
+    (t,) = second.tenants
+    assert t.failed_in_pass >= len(refused) and set(refused) <= set(t.failed_ids)
+    assert second.as_dict()["failed_in_pass"] == t.failed_in_pass

@@ -154,10 +154,10 @@ def _print_backfill(report: BackfillReport) -> None:
     )
     if not report.complete:
         typer.echo("stopped before the end: run the same command again to resume", err=True)
-    elif report.failed:
+    elif report.failed_in_pass:
         typer.echo(
-            "some documents were not copied: see the failed ids above; "
-            "'shadowswap reconcile' lists every difference",
+            f"{report.failed_in_pass:,} document(s) of this pass were not copied: see the "
+            "failed ids above; 'shadowswap reconcile' lists every difference",
             err=True,
         )
 

@@ -55,12 +55,13 @@ log = logging.getLogger("shadowswap.sync.backfill")
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 5000
-MAX_REPORTED_IDS = 100
 
 
 @dataclass(frozen=True)
 class TenantCopy:
-    """What one run did for one tenant (``resumed_*``: what earlier runs of the pass did)."""
+    """What one run did for one tenant. ``resumed_after_docs``: what earlier runs of the same
+    pass had done; ``failed_in_pass`` and ``failed_ids`` (at most 100) cover the whole pass,
+    so a resumed run does not hide documents an earlier run could not copy."""
 
     tenant: str
     source_docs: int
@@ -68,8 +69,9 @@ class TenantCopy:
     written: int = 0
     unchanged: int = 0
     deleted: int = 0
-    failed_ids: tuple[str, ...] = ()
     failed: int = 0
+    failed_in_pass: int = 0
+    failed_ids: tuple[str, ...] = ()
     resumed_after_docs: int = 0
     complete: bool = False
     done_earlier: bool = False
@@ -82,6 +84,7 @@ class TenantCopy:
             "skipped": self.unchanged,
             "deleted": self.deleted,
             "failed": self.failed,
+            "failed_in_pass": self.failed_in_pass,
             "failed_ids": list(self.failed_ids),
             "resumed_after_docs": self.resumed_after_docs,
             "complete": self.complete,
@@ -114,6 +117,10 @@ class BackfillReport:
         return sum(t.failed for t in self.tenants)
 
     @property
+    def failed_in_pass(self) -> int:
+        return sum(t.failed_in_pass for t in self.tenants)
+
+    @property
     def processed(self) -> int:
         return sum(t.processed for t in self.tenants)
 
@@ -128,7 +135,8 @@ class BackfillReport:
 
     @property
     def ok(self) -> bool:
-        return self.complete and self.failed == 0
+        """Complete, and no document of the pass failed (this run or an earlier one)."""
+        return self.complete and self.failed_in_pass == 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -144,6 +152,7 @@ class BackfillReport:
             "skipped": self.skipped,
             "deleted": sum(t.deleted for t in self.tenants),
             "failed": self.failed,
+            "failed_in_pass": self.failed_in_pass,
             "processed": self.processed,
             "duration_s": round(self.duration_s, 3),
             "rate_docs_per_s": round(self.rate, 1),
@@ -251,6 +260,8 @@ class Backfill:
             return TenantCopy(
                 tenant,
                 checkpoint.processed,
+                failed_in_pass=checkpoint.failed,
+                failed_ids=checkpoint.failed_ids,
                 resumed_after_docs=checkpoint.processed,
                 complete=True,
                 done_earlier=True,
@@ -303,7 +314,8 @@ class Backfill:
                         unchanged=copy.unchanged + outcome.unchanged,
                         deleted=copy.deleted + outcome.deleted,
                         failed=copy.failed + len(not_done),
-                        failed_ids=(copy.failed_ids + not_done)[:MAX_REPORTED_IDS],
+                        failed_in_pass=checkpoint.failed,
+                        failed_ids=checkpoint.failed_ids,
                     )
                     if not_done:
                         log.warning(
@@ -313,6 +325,7 @@ class Backfill:
                     self.progress.advance(len(page))
         finally:
             self.progress.end()
+        copy = replace(copy, failed_in_pass=checkpoint.failed, failed_ids=checkpoint.failed_ids)
         if stopped:
             return copy
         self.checkpoints.save(replace(checkpoint, complete=True, updated_at=self.clock.now()))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -274,14 +274,9 @@ class Reconcile:
 
     def _tenant(self, tenant: str) -> tuple[TenantDrift, bool]:
         role = self._role(tenant)
-        truth, replica = (
-            (self.primary, self.target)
-            if role == "primary"
-            else (
-                self.target,
-                self.primary,
-            )
-        )
+        truth, replica = self.primary, self.target
+        if role == "target":
+            truth, replica = replica, truth
         counts: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         examples: dict[str, list[str]] = {k: [] for k in KINDS}
         sizes = {"source": 0, "replica": 0}
@@ -424,8 +419,3 @@ def iso(epoch: float) -> str:
     if millis == 1000:
         whole, millis = whole + 1, 0
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
-def iter_tenants(report: ReconcileReport) -> Iterator[TenantDrift]:
-    """The tenants of ``report`` with drift, most drift first."""
-    return iter(sorted((t for t in report.tenants if t.drift), key=lambda t: -t.drift))
