@@ -89,11 +89,15 @@ def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path
 
     purged = run(["reconcile", "--purge-delta", "--json"], env, tmp_path)
     assert purged.returncode == 1  # missing and stale remain
-    assert json.loads(purged.stdout)["deleted"] == 1 and json.loads(purged.stdout)["remaining"] == 2
+    after_purge = json.loads(purged.stdout)
+    assert after_purge["deleted"] == 1 and after_purge["found"]["drift"] == 3
+    assert (after_purge["extra"], after_purge["drift"]) == (0, 2)  # missing and stale remain
 
     repaired = run(["reconcile", "--repair", "--tenant", "acme"], env, tmp_path)
     assert repaired.returncode == 0, repaired.stderr
-    assert "remaining drift 0" in repaired.stdout
+    assert "drift left 0" in repaired.stdout
+    last = json.loads((tmp_path / "state" / "reconcile_last.json").read_text())
+    assert (last["drift"], last["found"]["drift"], last["written"]) == (0, 2, 2)  # gates: clear
     assert run(["reconcile", "--json"], env, tmp_path).returncode == 0
     assert json.loads((tmp_path / "state" / "reconcile_last.json").read_text())["drift"] == 0
 

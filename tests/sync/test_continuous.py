@@ -130,3 +130,17 @@ def test_the_prometheus_gauge_has_one_series_per_kind_not_per_tenant() -> None:
         s for m in registry.collect() if m.name == "retrieval_reconcile_drift" for s in m.samples
     ]
     assert len(series) == 3
+
+
+def test_with_repair_the_metrics_show_what_was_found_and_the_result_what_is_left() -> None:
+    clock = FakeClock()
+    source, replica = MemoryStore(), MemoryStore()
+    source.upsert("a", corpus("a", 5))
+    reports: list[ReconcileReport] = []
+    sink = RecordingSink()
+    run_every(
+        60.0, lambda: Reconcile(source, replica, repair=True, clock=clock).run(), clock=clock,
+        stop=StopAfterRuns(), sink=sink, on_report=reports.append, max_runs=2,
+    )  # fmt: skip
+    assert sink.of("drift") == [(5, 0, 0), (0, 0, 0)]  # the first run found 5 (and fixed them)
+    assert [r.drift for r in reports] == [0, 0] and reports[0].found.missing == 5

@@ -66,9 +66,10 @@ def test_changes_on_either_side_are_found_with_their_kind_and_repaired(
     assert (tenant.source, tenant.replica) == (source.kind, replica.kind)
     assert {k: set(v) for k, v in tenant.examples.items()} == expected
     assert (report.missing, report.extra, report.stale, report.drift) == (2, 2, 2, 6)
-    assert not report.ok and report.remaining == 6
+    assert report.found == report.left and not report.ok
     repaired = Reconcile(primary, target, source=truth, repair=True, batch_size=3).run()  # type: ignore[arg-type]
-    assert repaired.drift == 6 and repaired.remaining == 0 and repaired.ok
+    assert repaired.found.total == 6 and repaired.drift == 0 and repaired.ok
+    assert repaired.as_dict()["found"] == {"missing": 2, "extra": 2, "stale": 2, "drift": 6}
     assert (repaired.tenants[0].written, repaired.tenants[0].deleted) == (4, 2)
     assert hashes(replica, T) == hashes(source, T)
     assert Reconcile(primary, target, source=truth).run().drift == 0  # type: ignore[arg-type]
@@ -81,8 +82,9 @@ def test_purge_delta_deletes_only_what_the_source_lacks(
     source, replica = twins(open_store_of, first, second)
     expected = drift_on_both_sides(source, replica)
     report = purge_delta(source, replica)
-    assert report.extra == 2 and report.tenants[0].deleted == 2
-    assert report.remaining == 4 and not report.ok  # missing and stale are left alone
+    assert report.found.extra == 2 and report.tenants[0].deleted == 2
+    assert (report.missing, report.extra, report.stale) == (2, 0, 2)  # the rest is left alone
+    assert report.drift == 4 and not report.ok
     after = reconcile(source, replica)
     assert after.extra == 0
     assert {k: set(v) for k, v in after.tenants[0].examples.items()} == {
@@ -101,8 +103,8 @@ def test_the_source_of_truth_follows_each_tenants_reads(open_store_of: Opener) -
     )
     report = Reconcile(primary, target, source=lambda t: read_role(settings, t), repair=True).run()
     by_tenant = {t.tenant: t for t in report.tenants}
-    assert (by_tenant["stay"].source, by_tenant["stay"].missing) == ("faiss", 50)
-    assert (by_tenant["moved"].source, by_tenant["moved"].missing) == ("chroma", 50)
+    assert (by_tenant["stay"].source, by_tenant["stay"].found.missing) == ("faiss", 50)
+    assert (by_tenant["moved"].source, by_tenant["moved"].found.missing) == ("chroma", 50)
     assert by_tenant["moved"].source_role == "target"
     assert hashes(primary, "moved") == hashes(target, "moved")  # copied into the primary
     assert hashes(target, "stay") == hashes(primary, "stay")
@@ -132,7 +134,7 @@ def test_repair_beside_a_concurrent_writer_keeps_the_newer_version(open_store_of
 
     target.on("upsert", dual_write)
     report = Reconcile(primary, target, repair=True).run()
-    assert report.stale == 1 and report.ok
+    assert report.found.stale == 1 and report.drift == 0 and report.ok
     held = inner.get(T, [newer.doc_id])[newer.doc_id]
     assert held.metadata["rev"] == "v3"
 
@@ -153,7 +155,7 @@ def test_purge_beside_a_writer_that_recreates_the_document(open_store_of: Opener
 
     replica.on("delete", dual_write)
     report = purge_delta(source, replica)
-    assert report.extra == 1 and report.ok
+    assert report.found.extra == 1 and report.drift == 0 and report.ok
     assert inner.get(T, ["zz-extra"])["zz-extra"].metadata["rev"] == "revived"
 
 
@@ -195,7 +197,7 @@ def test_last_result_is_saved_atomically_in_the_documented_format(tmp_path: Path
     assert data is not None
     assert data["drift"] == 5 and data["tenants"][T]["missing"] == 5
     assert data["finished_at"].endswith("Z") and data["format"] == 1
-    assert set(data["tenants"][T]) >= {"missing", "extra", "stale", "drift", "remaining"}
+    assert set(data["tenants"][T]) >= {"missing", "extra", "stale", "drift", "found"}
     assert load_last(tmp_path / "nowhere") is None
 
 
@@ -238,7 +240,7 @@ def test_repair_memory_does_not_grow_with_the_tenant(open_store_of: Opener) -> N
 
     small = _peak(*pair(10_000, "s"), repair=True)
     large = _peak(*pair(20_000, "l"), repair=True)
-    assert small[1].ok and large[1].ok and large[1].missing == 1_000
+    assert small[1].ok and large[1].ok and large[1].found.missing == 1_000
     assert large[0] < small[0] * 1.1 + 16 * 1024, (small[0], large[0])
 
 

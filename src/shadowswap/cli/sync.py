@@ -340,7 +340,7 @@ def _print_reconcile(report: ReconcileReport) -> None:
     typer.echo(
         f"reconcile {report.primary} (primary) and {report.target} (target); source of truth: {who}"
     )
-    drifted = [t for t in report.tenants if t.drift or t.remaining]
+    drifted = [t for t in report.tenants if t.found.total or t.drift]
     if drifted:
         width = max([len(t.tenant) for t in drifted] + [6])
         typer.echo(
@@ -349,25 +349,30 @@ def _print_reconcile(report: ReconcileReport) -> None:
         )
         for t in drifted:
             pair = f"{t.source} -> {t.replica}"
+            found = t.found
             typer.echo(
-                f"  {t.tenant:<{width}}  {pair:<20} {t.missing:>9,} {t.extra:>9,} {t.stale:>9,}"
+                f"  {t.tenant:<{width}}  {pair:<20} {found.missing:>9,} {found.extra:>9,} "
+                f"{found.stale:>9,}"
             )
             for kind, ids in t.examples.items():
                 if ids:
                     typer.echo(f"  {'':<{width}}    {kind}: {', '.join(ids)}")
     clean = len(report.tenants) - len(drifted)
     compared = sum(t.source_docs for t in report.tenants)
+    found = report.found
     typer.echo(
-        f"drift {report.drift:,} (missing {report.missing:,}, extra {report.extra:,}, "
-        f"stale {report.stale:,}) in {len(report.tenants)} tenant(s) ({clean} without drift), "
-        f"{compared:,} source documents compared in {format_seconds(report.duration_s)}"
+        f"{'found' if report.repair or report.purge else 'drift'} {found.total:,} (missing "
+        f"{found.missing:,}, extra {found.extra:,}, stale {found.stale:,}) in "
+        f"{len(report.tenants)} tenant(s) ({clean} without drift), {compared:,} source "
+        f"documents compared in {format_seconds(report.duration_s)}"
     )
     if report.repair or report.purge:
         written = sum(t.written for t in report.tenants)
         deleted = sum(t.deleted for t in report.tenants)
         typer.echo(
             f"{'repaired' if report.repair else 'purged'}: {written:,} written, "
-            f"{deleted:,} deleted; remaining drift {report.remaining:,}"
+            f"{deleted:,} deleted; drift left {report.drift:,} (missing {report.missing:,}, "
+            f"extra {report.extra:,}, stale {report.stale:,})"
         )
     if not report.complete:
         typer.echo("stopped before the end: the result covers the tenants above only", err=True)
@@ -375,9 +380,10 @@ def _print_reconcile(report: ReconcileReport) -> None:
 
 def _one_line(report: ReconcileReport) -> str:
     data = report.as_dict()
+    found = report.found
     return (
-        f"{data['finished_at']} drift {report.drift} (missing {report.missing}, extra "
-        f"{report.extra}, stale {report.stale}) remaining {report.remaining} in "
+        f"{data['finished_at']} found {found.total} (missing {found.missing}, extra "
+        f"{found.extra}, stale {found.stale}), drift left {report.drift}, in "
         f"{len(report.tenants)} tenant(s), {format_seconds(report.duration_s)}"
         + ("" if report.complete else " (stopped)")
     )

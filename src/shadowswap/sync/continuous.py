@@ -79,7 +79,8 @@ def run_every(
             log.error("reconcile run failed; next run as scheduled", extra={"error": str(exc)})
         else:
             if report.complete:
-                sink.drift(report.missing, report.extra, report.stale)
+                found = report.found  # what dual write lost since the last run
+                sink.drift(found.missing, found.extra, found.stale)
                 last = report
             on_report(report)
         runs += 1

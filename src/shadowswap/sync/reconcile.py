@@ -25,7 +25,13 @@ Actions
     Each batch is applied with verify-after-write (`shadowswap.sync.converge`, with the
     other store read back), so a repair running beside dual write never puts an old
     version over a new one, and a purge never removes a document the source gained
-    meanwhile. ``remaining`` counts what is still different afterwards.
+    meanwhile.
+
+Counts: ``found`` is what the comparison found; ``missing``, ``extra``, ``stale`` and ``drift``
+(CONTRACT §6) count what is still different when the run ends: after a successful repair
+they are 0, after a purge the missing and stale documents remain. Without repair or purge
+both are the same. So ``drift`` in ``reconcile_last.json`` is always the state of the stores
+that gates and dashboards need, and exit code 0 means ``drift == 0``.
 
 The last complete result is written atomically to ``<RETRIEVAL_STATE_DIR>/reconcile_last.json``
 (`save_last`), for the phase command and the status endpoint; its format is `as_dict`, also
@@ -45,7 +51,7 @@ from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import InvalidInput
 from shadowswap.rollout.decisions import Role
 from shadowswap.stores.base import VectorStore
-from shadowswap.sync.converge import Converger, Outcome
+from shadowswap.sync.converge import Converger
 from shadowswap.sync.diff import KINDS, Kind, compared
 from shadowswap.sync.pacing import StopSignal, never_stop
 from shadowswap.sync.progress import NullProgress, Progress
@@ -66,35 +72,73 @@ SourceChoice = Literal["primary", "target"] | Callable[[str], Role]
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Documents out of step, by kind."""
+
+    missing: int = 0
+    extra: int = 0
+    stale: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.extra + self.stale
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.missing + other.missing, self.extra + other.extra, self.stale + other.stale
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "missing": self.missing,
+            "extra": self.extra,
+            "stale": self.stale,
+            "drift": self.total,
+        }
+
+
+@dataclass(frozen=True)
 class TenantDrift:
-    """The comparison of one tenant, and what repair or purge did to it."""
+    """The comparison of one tenant, and what repair or purge did to it.
+
+    ``found``: the differences the comparison found; ``left``: those still there when the
+    run ended (the same without repair or purge). ``missing``, ``extra``, ``stale`` and
+    ``drift`` read ``left``: the state of the stores, which is what gates and dashboards need.
+    """
 
     tenant: str
     source: str
     replica: str
     source_role: Role
+    found: Counts
+    left: Counts
     source_docs: int = 0
     replica_docs: int = 0
-    missing: int = 0
-    extra: int = 0
-    stale: int = 0
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
     written: int = 0
     deleted: int = 0
     not_fixed: tuple[str, ...] = ()
-    remaining: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.left.missing
+
+    @property
+    def extra(self) -> int:
+        return self.left.extra
+
+    @property
+    def stale(self) -> int:
+        return self.left.stale
 
     @property
     def drift(self) -> int:
-        return self.missing + self.extra + self.stale
+        return self.left.total
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "missing": self.missing,
-            "extra": self.extra,
-            "stale": self.stale,
-            "drift": self.drift,
-            "remaining": self.remaining,
+            **self.left.as_dict(),
+            "found": self.found.as_dict(),
             "source": self.source,
             "replica": self.replica,
             "source_role": self.source_role,
@@ -109,7 +153,12 @@ class TenantDrift:
 
 @dataclass(frozen=True)
 class ReconcileReport:
-    """The result of one reconcile over the selected tenants."""
+    """The result of one reconcile over the selected tenants.
+
+    ``missing``, ``extra``, ``stale`` and ``drift`` count what is still different at the end of
+    the run (after repair or purge, if asked); ``found`` what the comparison found. Without
+    repair or purge they are equal. ``ok`` (exit code 0) is ``complete and drift == 0``.
+    """
 
     started_at: float
     finished_at: float
@@ -125,31 +174,34 @@ class ReconcileReport:
     complete: bool = True
 
     @property
+    def found(self) -> Counts:
+        return sum((t.found for t in self.tenants), Counts())
+
+    @property
+    def left(self) -> Counts:
+        return sum((t.left for t in self.tenants), Counts())
+
+    @property
     def missing(self) -> int:
-        return sum(t.missing for t in self.tenants)
+        return self.left.missing
 
     @property
     def extra(self) -> int:
-        return sum(t.extra for t in self.tenants)
+        return self.left.extra
 
     @property
     def stale(self) -> int:
-        return sum(t.stale for t in self.tenants)
+        return self.left.stale
 
     @property
     def drift(self) -> int:
-        """Differences found (CONTRACT §6), before any repair."""
-        return self.missing + self.extra + self.stale
-
-    @property
-    def remaining(self) -> int:
-        """Differences still there after repair or purge (equal to `drift` without them)."""
-        return sum(t.remaining for t in self.tenants)
+        """CONTRACT §6: the total of ``missing``, ``extra`` and ``stale`` over all tenants."""
+        return self.left.total
 
     @property
     def ok(self) -> bool:
-        """No drift, or none left after repair: the command's exit code 0."""
-        return self.complete and self.remaining == 0
+        """Complete, and no drift left: the command's exit code 0."""
+        return self.complete and self.drift == 0
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document of ``reconcile --json`` and of ``reconcile_last.json``."""
@@ -166,11 +218,8 @@ class ReconcileReport:
             "repair": self.repair,
             "purge_delta": self.purge,
             "deep": self.deep,
-            "missing": self.missing,
-            "extra": self.extra,
-            "stale": self.stale,
-            "drift": self.drift,
-            "remaining": self.remaining,
+            **self.left.as_dict(),
+            "found": self.found.as_dict(),
             "written": sum(t.written for t in self.tenants),
             "deleted": sum(t.deleted for t in self.tenants),
             "tenants": {t.tenant: t.as_dict() for t in self.tenants},
@@ -258,10 +307,8 @@ class Reconcile:
             "reconcile finished" if complete else "reconcile stopped before the end",
             extra={
                 "tenants": len(results),
-                "missing": report.missing,
-                "extra": report.extra,
-                "stale": report.stale,
-                "remaining": report.remaining,
+                "found": report.found.total,
+                "drift": report.drift,
                 "duration_s": round(report.duration_s, 3),
             },
         )
@@ -283,11 +330,11 @@ class Reconcile:
         acting: set[Kind] = (
             {"missing", "extra", "stale"} if self.repair else {"extra"} if self.purge else set()
         )
-        converger = Converger(
-            truth, replica, tenant, clock=self.clock, retry=self.retry, read_back=True
+        fixer = _Fixer(
+            Converger(truth, replica, tenant, clock=self.clock, retry=self.retry, read_back=True),
+            repair=self.repair,
         )
-        outcome = Outcome()
-        pending: list[str] = []
+        pending: dict[str, Kind] = {}
 
         def on_source_page(n: int) -> None:
             sizes["source"] += n
@@ -316,37 +363,33 @@ class Reconcile:
                 if len(examples[diff.kind]) < self.examples:
                     examples[diff.kind].append(diff.doc_id)
                 if diff.kind in acting:
-                    pending.append(diff.doc_id)
+                    pending[diff.doc_id] = diff.kind
                     if len(pending) >= self.batch_size:
-                        outcome += self._fix(converger, pending)
-                        pending = []
+                        fixer.fix(pending)
+                        pending = {}
             if pending:
-                outcome += self._fix(converger, pending)
+                fixer.fix(pending)
         except _Stopped:
             finished = False
         finally:
             self.progress.end()
-        drift = sum(counts.values())
-        not_fixed = outcome.failed + outcome.unsettled + outcome.skipped
-        if acting:
-            remaining = sum(counts[k] for k in KINDS if k not in acting) + len(not_fixed)
-        else:
-            remaining = drift
+        found = Counts(counts["missing"], counts["extra"], counts["stale"])
+        left = Counts(*(fixer.unfixed[k] if k in acting else counts[k] for k in KINDS))
+        if not finished:
+            left = found  # what a stopped run left is not known: report what it found
         result = TenantDrift(
             tenant=tenant,
             source=truth.kind,
             replica=replica.kind,
             source_role=role,
+            found=found,
+            left=left,
             source_docs=sizes["source"],
             replica_docs=sizes["replica"],
-            missing=counts["missing"],
-            extra=counts["extra"],
-            stale=counts["stale"],
             examples={k: tuple(v) for k, v in examples.items()},
-            written=outcome.written,
-            deleted=outcome.deleted,
-            not_fixed=not_fixed[:MAX_FAILED_IDS],
-            remaining=remaining,
+            written=fixer.written,
+            deleted=fixer.deleted,
+            not_fixed=tuple(fixer.not_fixed),
         )
         log.info(
             "reconcile tenant",
@@ -354,25 +397,42 @@ class Reconcile:
                 "tenant": tenant,
                 "source": truth.kind,
                 "replica": replica.kind,
-                "missing": result.missing,
-                "extra": result.extra,
-                "stale": result.stale,
+                "missing": found.missing,
+                "extra": found.extra,
+                "stale": found.stale,
                 "written": result.written,
                 "deleted": result.deleted,
-                "remaining": result.remaining,
+                "drift_left": left.total,
             },
         )
-        if not_fixed:
+        if fixer.not_fixed:
             log.warning(
                 "documents left different",
-                extra={"tenant": tenant, "doc_ids": list(not_fixed[:20])},
+                extra={"tenant": tenant, "doc_ids": fixer.not_fixed[:20]},
             )
         return result, finished
 
-    def _fix(self, converger: Converger, ids: list[str]) -> Outcome:
-        if self.repair:
-            return converger.apply(ids, write=True, delete=True)
-        return converger.apply(ids, write=False, delete=True)
+
+class _Fixer:
+    """Applies repair or purge batches of one tenant and keeps bounded totals of the result."""
+
+    def __init__(self, converger: Converger, *, repair: bool) -> None:
+        self._converger = converger
+        self._repair = repair
+        self.written = 0
+        self.deleted = 0
+        self.unfixed: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        self.not_fixed: list[str] = []  # the first MAX_FAILED_IDS ids only
+
+    def fix(self, batch: dict[str, Kind]) -> None:
+        # A purge may only delete; a repair copies and deletes.
+        outcome = self._converger.apply(list(batch), write=self._repair, delete=True)
+        self.written += outcome.written
+        self.deleted += outcome.deleted
+        for doc_id in outcome.failed + outcome.unsettled + outcome.skipped:
+            self.unfixed[batch[doc_id]] += 1
+            if len(self.not_fixed) < MAX_FAILED_IDS:
+                self.not_fixed.append(doc_id)
 
 
 def reconcile(primary: VectorStore, target: VectorStore, **options: Any) -> ReconcileReport:
@@ -390,8 +450,9 @@ def purge_delta(
     ``tenants``), verified against concurrent writes. Missing and stale documents are only
     reported. The rollback procedure calls this after dual write is switched off.
 
-    Returns the report; ``report.extra`` documents were found, ``deleted`` were removed,
-    ``remaining`` counts every difference still there (including missing and stale ones).
+    Returns the report: ``report.found.extra`` documents were found, ``report.tenants[i].
+    deleted`` removed; ``report.drift`` counts every difference still there (missing and stale
+    documents included), ``report.extra`` the extra ones a concurrent writer kept from going.
     """
     return Reconcile(source, target, tenants=tenants, source="primary", purge=True, **options).run()
 
