@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shadowswap.rollout.phases import read_drift
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
@@ -84,7 +85,8 @@ def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path
         "globex": {"missing": 0, "extra": 0, "stale": 0},
     }
     assert result["tenants"]["acme"]["examples"]["extra"] == [docs[9].doc_id]
-    last = json.loads((tmp_path / "state" / "reconcile_last.json").read_text())
+    last_file = tmp_path / "state" / "reconcile_last.json"
+    last = json.loads(last_file.read_text())
     assert last["drift"] == 3 and last["tenants"] == result["tenants"]
 
     purged = run(["reconcile", "--purge-delta", "--json"], env, tmp_path)
@@ -93,13 +95,17 @@ def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path
     assert after_purge["deleted"] == 1 and after_purge["found"]["drift"] == 3
     assert (after_purge["extra"], after_purge["drift"]) == (0, 2)  # missing and stale remain
 
-    repaired = run(["reconcile", "--repair", "--tenant", "acme"], env, tmp_path)
+    only_acme = run(["reconcile", "--tenant", "acme"], env, tmp_path)
+    assert only_acme.returncode == 1  # a run over some tenants does not speak for all:
+    assert json.loads(last_file.read_text())["finished_at"] == after_purge["finished_at"]
+
+    repaired = run(["reconcile", "--repair"], env, tmp_path)
     assert repaired.returncode == 0, repaired.stderr
     assert "drift left 0" in repaired.stdout
-    last = json.loads((tmp_path / "state" / "reconcile_last.json").read_text())
-    assert (last["drift"], last["found"]["drift"], last["written"]) == (0, 2, 2)  # gates: clear
-    assert run(["reconcile", "--json"], env, tmp_path).returncode == 0
-    assert json.loads((tmp_path / "state" / "reconcile_last.json").read_text())["drift"] == 0
+    last = json.loads(last_file.read_text())
+    assert (last["drift"], last["found"]["drift"], last["written"]) == (0, 2, 2)
+    assert read_drift(tmp_path / "state").total == 0  # the phase gate opens without a rerun
+    assert run(["reconcile", "--json", "--tenant", "globex"], env, tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,9 @@ def test_the_source_of_truth_follows_each_tenants_reads(open_store_of: Opener) -
     load(primary, "stay", 50)
     load(target, "moved", 50, seed=3)
     settings = Settings(  # type: ignore[call-arg]
-        RETRIEVAL_TARGET_BACKEND="chroma", RETRIEVAL_CUTOVER_TENANTS="moved"
+        RETRIEVAL_TARGET_BACKEND="chroma",
+        RETRIEVAL_CUTOVER_TENANTS="moved",
+        FF_RETRIEVAL_DUAL_WRITE="ON",  # reads move only for tenants kept in step
     )
     report = Reconcile(primary, target, source=lambda t: read_role(settings, t), repair=True).run()
     by_tenant = {t.tenant: t for t in report.tenants}
@@ -252,3 +254,25 @@ def test_a_chroma_server_target(open_store_of: Opener) -> None:
     report = reconcile(primary, target, repair=True)
     assert {k: set(v) for k, v in report.tenants[0].examples.items()} == expected
     assert report.ok and reconcile(primary, target).drift == 0
+
+
+def test_the_rollback_purge_calls_purge_delta_on_real_stores(tmp_path: Path) -> None:
+    """Issue 6's purge step (already on main) drives this module's `purge_delta`."""
+    from shadowswap.rollout.purge import ReconcilePurge
+    from shadowswap.stores.chroma import ChromaStore
+    from shadowswap.stores.faiss import FaissStore
+
+    settings = Settings(  # type: ignore[call-arg]
+        RETRIEVAL_FAISS_URL=str(tmp_path / "faiss"), RETRIEVAL_CHROMA_URL=str(tmp_path / "chroma")
+    )
+    with FaissStore(tmp_path / "faiss") as faiss:
+        load(faiss, T, 40)
+    with ChromaStore(str(tmp_path / "chroma")) as chroma:
+        load(chroma, T, 40)
+        chroma.upsert(T, [Document(T, "written-during-cutover", [1.0] + [0.0] * 15)])
+    line = ReconcilePurge(lambda: settings).run("faiss", "chroma")
+    assert line.startswith(
+        '{"left":{"missing":0,"extra":0,"stale":0},"found":{"missing":0,"extra":1'
+    )
+    with ChromaStore(str(tmp_path / "chroma")) as chroma:
+        assert chroma.count(T) == 40

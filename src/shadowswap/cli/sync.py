@@ -261,7 +261,8 @@ def reconcile_cmd(
                 progress=progress,
                 stop=stop,
             ).run()
-            if report.complete:
+            # Only a complete run over every tenant may speak for the stores: gates read it.
+            if report.complete and report.scope is None:
                 save_last(report, settings.state_dir)
             return report
 

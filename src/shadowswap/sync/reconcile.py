@@ -33,9 +33,11 @@ they are 0, after a purge the missing and stale documents remain. Without repair
 both are the same. So ``drift`` in ``reconcile_last.json`` is always the state of the stores
 that gates and dashboards need, and exit code 0 means ``drift == 0``.
 
-The last complete result is written atomically to ``<RETRIEVAL_STATE_DIR>/reconcile_last.json``
-(`save_last`), for the phase command and the status endpoint; its format is `as_dict`, also
-described in ``docs/sync.md``. Logs carry tenant ids, doc ids and counts, never content.
+The CLI writes the last complete run over every tenant atomically to
+``<RETRIEVAL_STATE_DIR>/reconcile_last.json`` (`save_last`), for the phase command and the
+status endpoint (a run over some tenants never speaks for all of them); its format is
+`as_dict`, described in ``docs/sync.md``. Logs carry tenant ids, doc ids and counts, never
+content.
 """
 
 from __future__ import annotations
@@ -160,6 +162,11 @@ class ReconcileReport:
     repair or purge they are equal. ``ok`` (exit code 0) is ``complete and drift == 0``.
     """
 
+    # Totals first: a generic summary of this record (``dataclasses.asdict``, as the
+    # rollback journal does) starts with what matters.
+    left: Counts
+    found: Counts
+    complete: bool
     started_at: float
     finished_at: float
     duration_s: float
@@ -171,15 +178,6 @@ class ReconcileReport:
     purge: bool
     deep: bool
     tenants: tuple[TenantDrift, ...]
-    complete: bool = True
-
-    @property
-    def found(self) -> Counts:
-        return sum((t.found for t in self.tenants), Counts())
-
-    @property
-    def left(self) -> Counts:
-        return sum((t.left for t in self.tenants), Counts())
 
     @property
     def missing(self) -> int:
@@ -290,6 +288,9 @@ class Reconcile:
                 complete = False
                 break
         report = ReconcileReport(
+            left=sum((t.left for t in results), Counts()),
+            found=sum((t.found for t in results), Counts()),
+            complete=complete,
             started_at=started_at,
             finished_at=self.clock.now(),
             duration_s=self.clock.monotonic() - started,
@@ -301,7 +302,6 @@ class Reconcile:
             purge=self.purge,
             deep=self.deep,
             tenants=tuple(results),
-            complete=complete,
         )
         log.info(
             "reconcile finished" if complete else "reconcile stopped before the end",
