@@ -7,6 +7,7 @@
     ├── MissingDependency           a backend's extra is not installed (kind, extra)
     ├── WriteError                  a file could not be written (path); what was there is kept
     ├── Refused                     a rollout move was refused by a safety check (reasons)
+    ├── StateError                  a state file (checkpoint, last result) cannot be used (path)
     └── StoreError                  a store operation failed (store, op, tenant)
         ├── StoreUnavailable        the store cannot be reached or refused service
         ├── StoreTimeout            the store did not answer in time
@@ -132,3 +133,13 @@ class Refused(ShadowswapError):
         self.action = action
         self.reasons = reasons
         super().__init__(f"{action} refused: " + "; ".join(reasons))
+
+
+class StateError(ShadowswapError):
+    """A state file under ``RETRIEVAL_STATE_DIR`` (checkpoint, last reconcile result, lock)
+    cannot be read, written or taken. The CLI exits with code 1."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")

@@ -11,10 +11,11 @@ Every Prometheus series carries the labels ``env`` (METRIC_ENV) and ``shadow_ver
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (
     0.001,
@@ -377,3 +378,24 @@ class PrometheusSink:
             "custom",
         ):
             self.phase_info.labels(phase=known, **self._base).set(1 if known == name else 0)
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry for a `PrometheusSink` (never the process-wide default)."""
+    return CollectorRegistry()
+
+
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = "127.0.0.1"
+) -> Callable[[], None]:
+    """Expose ``registry`` at ``http://host:port/metrics`` from a daemon thread, for processes
+    that are not the HTTP service (``shadowswap reconcile --every``). Returns a function that
+    stops the server. Raises OSError when the port cannot be bound."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -13,6 +13,7 @@ from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
 from shadowswap.cli import compare, observability
 from shadowswap.cli import rollout as rollout_commands
+from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
 from shadowswap.demo import run_demo
@@ -126,6 +127,7 @@ def version_cmd() -> None:
 observability.register(app)
 rollout_commands.register(app)
 compare.register(app)
+sync_commands.register(app)
 
 
 def main() -> None:
