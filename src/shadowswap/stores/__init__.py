@@ -30,6 +30,12 @@ ADAPTERS: dict[str, Adapter] = {
     "memory": Adapter("shadowswap.stores.memory", "MemoryStore", "", ()),
     "faiss": Adapter("shadowswap.stores.faiss", "FaissStore", "faiss", ("faiss",)),
     "chroma": Adapter("shadowswap.stores.chroma", "ChromaStore", "chroma", ("chromadb",)),
+    "lancedb": Adapter("shadowswap.stores.lancedb", "LanceDBStore", "lancedb", ("lancedb",)),
+    "pgvector": Adapter("shadowswap.stores.pgvector", "PgvectorStore", "pgvector", ("psycopg",)),
+    "qdrant": Adapter(
+        "shadowswap.stores.qdrant", "QdrantStore", "qdrant", ("qdrant_client",)
+    ),
+    "milvus": Adapter("shadowswap.stores.milvus", "MilvusStore", "milvus", ("pymilvus",)),
 }
 
 
