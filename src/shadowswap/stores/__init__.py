@@ -32,9 +32,7 @@ ADAPTERS: dict[str, Adapter] = {
     "chroma": Adapter("shadowswap.stores.chroma", "ChromaStore", "chroma", ("chromadb",)),
     "lancedb": Adapter("shadowswap.stores.lancedb", "LanceDBStore", "lancedb", ("lancedb",)),
     "pgvector": Adapter("shadowswap.stores.pgvector", "PgvectorStore", "pgvector", ("psycopg",)),
-    "qdrant": Adapter(
-        "shadowswap.stores.qdrant", "QdrantStore", "qdrant", ("qdrant_client",)
-    ),
+    "qdrant": Adapter("shadowswap.stores.qdrant", "QdrantStore", "qdrant", ("qdrant_client",)),
     "milvus": Adapter("shadowswap.stores.milvus", "MilvusStore", "milvus", ("pymilvus",)),
 }
 

@@ -42,6 +42,7 @@ Semantics
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -65,24 +66,20 @@ from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
+# milvus-lite 2.5 imports ``pkg_resources``, which warns that it is deprecated (and is gone
+# from setuptools 81: hence the pin in pyproject.toml). A server-only install has no Lite.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
+    with contextlib.suppress(ImportError):
+        import milvus_lite  # noqa: F401
+    from pymilvus import DataType, MilvusClient
+    from pymilvus import exceptions as milvus_errors
+
 FORMAT = "1"
 MAX_VARCHAR = 65_535
 _ROWS_PER_REQUEST = 500
 _BYTES_PER_REQUEST = 16 * 1024 * 1024
 _GET_CHUNK = 500
-
-
-def _milvus() -> Any:
-    """Import pymilvus, and Milvus Lite quietly: milvus-lite 2.5 imports ``pkg_resources``,
-    which warns that it is deprecated (and is gone from setuptools 81: hence the pin)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-        try:
-            import milvus_lite  # noqa: F401
-        except ImportError:  # a server-only install
-            pass
-        import pymilvus
-    return pymilvus
 
 
 def description(metric: Metric) -> str:
@@ -127,10 +124,9 @@ class MilvusStore(SortedIdScan):
     def _client(self) -> Any:
         with self._lock:
             if self._client_obj is None:
-                pymilvus = _milvus()
                 if not self._remote:
                     Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
-                client = pymilvus.MilvusClient(
+                client = MilvusClient(
                     uri=self._uri,
                     token=self._token,
                     db_name=self._db_name,
@@ -181,9 +177,8 @@ class MilvusStore(SortedIdScan):
     def _fix_dimension(self, dimension: int) -> None:
         with self._lock:
             client = self._client()
-            pymilvus = _milvus()
-            data_type = pymilvus.DataType
-            schema = pymilvus.MilvusClient.create_schema(
+            data_type = DataType
+            schema = MilvusClient.create_schema(
                 auto_id=False, enable_dynamic_field=False, description=description(self._metric)
             )
             schema.add_field("pk", data_type.VARCHAR, is_primary=True, max_length=2048)
@@ -265,16 +260,16 @@ class MilvusStore(SortedIdScan):
         with self._lock:
             present = [r["doc_id"] for r in self._rows(tenant, doc_ids, [])]
             if present:
-                self._client().delete(
-                    self._collection, ids=[self._pk(tenant, d) for d in present]
-                )
+                self._client().delete(self._collection, ids=[self._pk(tenant, d) for d in present])
             return len(present)
 
     def _expr(self, tenant: str, flt: Filter) -> str:
         expr = f'tenant == "{tenant}"'
         wanted = tokens(flt)
         if wanted:
-            expr += ' and json_contains_all(ftok["t"], [' + ", ".join(f'"{t}"' for t in wanted) + "])"
+            expr += (
+                ' and json_contains_all(ftok["t"], [' + ", ".join(f'"{t}"' for t in wanted) + "])"
+            )
         return expr
 
     def _search(self, tenant: str, vector: Vector, k: int, filter: Filter) -> list[Hit]:
@@ -346,26 +341,24 @@ class MilvusStore(SortedIdScan):
                 self._client_obj = None
 
     def _translate(self, exc: Exception, op: str, tenant: str | None) -> StoreError | None:
-        pymilvus = _milvus()
-        exceptions = pymilvus.exceptions
+        if not isinstance(exc, milvus_errors.MilvusException):
+            return None
         text = str(exc)
-        if isinstance(exc, exceptions.MilvusException):
-            if "Open local milvus failed" in text or "already" in text and "lock" in text:
-                return StoreUnavailable(
-                    self.kind,
-                    op,
-                    f"{self._shown()} cannot be opened; Milvus Lite serves a file to one process "
-                    "at a time (use a Milvus server to share it)",
-                    tenant,
-                )
-            if isinstance(exc, exceptions.MilvusUnavailableException) or (
-                "Fail connecting" in text or "UNAVAILABLE" in text
-            ):
-                return StoreUnavailable(self.kind, op, f"cannot reach {self._shown()}", tenant)
-            if "DEADLINE_EXCEEDED" in text or "timeout" in text.lower():
-                return StoreTimeout(self.kind, op, f"{self._shown()}: no answer in time", tenant)
-            return StoreError(self.kind, op, f"Milvus: {exc.message}", tenant)
-        return None
+        if "Open local milvus failed" in text or ("already" in text and "lock" in text):
+            return StoreUnavailable(
+                self.kind,
+                op,
+                f"{self._shown()} cannot be opened; Milvus Lite serves a file to one process "
+                "at a time (use a Milvus server to share it)",
+                tenant,
+            )
+        if isinstance(exc, milvus_errors.MilvusUnavailableException) or (
+            "Fail connecting" in text or "UNAVAILABLE" in text
+        ):
+            return StoreUnavailable(self.kind, op, f"cannot reach {self._shown()}", tenant)
+        if "DEADLINE_EXCEEDED" in text or "timeout" in text.lower():
+            return StoreTimeout(self.kind, op, f"{self._shown()}: no answer in time", tenant)
+        return StoreError(self.kind, op, f"Milvus: {exc.message}", tenant)
 
 
 def primary_key(tenant: str, doc_id: str) -> str:

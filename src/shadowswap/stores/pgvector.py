@@ -87,13 +87,16 @@ def _register_vector(conn: psycopg.Connection[Any]) -> None:
             "CREATE EXTENSION vector as a user allowed to (or install pgvector on the server)",
         )
 
+    vector_oid = info.oid
+
     class VectorDumper(Dumper):
         format = Format.BINARY
-        oid = info.oid
+        oid = vector_oid
 
         def dump(self, obj: Any) -> bytes:
             array = obj.array
-            return struct.pack(">HH", array.shape[0], 0) + array.astype(">f4").tobytes()
+            header = struct.pack(">HH", array.shape[0], 0)
+            return header + bytes(array.astype(">f4").tobytes())
 
     class VectorLoader(Loader):
         format = Format.BINARY
@@ -199,9 +202,11 @@ class PgvectorStore(BaseStore):
     def _stored_dimension(self) -> int | None:
         with self._lock:
             if self._dim is None:
-                row = self._conn().execute(
-                    f"SELECT value FROM {META} WHERE key = 'dimension'"
-                ).fetchone()
+                row = (
+                    self._conn()
+                    .execute(f"SELECT value FROM {META} WHERE key = 'dimension'")
+                    .fetchone()
+                )
                 self._dim = int(row[0]) if row else None
                 self._has_docs = self._dim is not None
             return self._dim
@@ -231,9 +236,7 @@ class PgvectorStore(BaseStore):
                     "hash text NOT NULL, "
                     "PRIMARY KEY (tenant, doc_id))"
                 )
-                conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {DOCS}_ftok ON {DOCS} USING gin (ftok)"
-                )
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {DOCS}_ftok ON {DOCS} USING gin (ftok)")
             self._dim = held
             self._has_docs = True
 
@@ -375,7 +378,6 @@ def _document(tenant: str, row: tuple[Any, ...]) -> Document:
     doc_id, embedding, metadata, body = row
     text = None if body is None else bytes(body).decode("utf-8")
     return Document(tenant, str(doc_id), embedding, json.loads(metadata), text)
-
 
 
 def display_dsn(dsn: str) -> str:

@@ -43,7 +43,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpx
 import numpy as np
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
@@ -185,7 +187,8 @@ class QdrantStore(SortedIdScan):
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         return {
-            p[ID_FIELD]: str(p.get(HASH_FIELD, "")) for p, _v in self._records(tenant, doc_ids, False)
+            p[ID_FIELD]: str(p.get(HASH_FIELD, ""))
+            for p, _v in self._records(tenant, doc_ids, False)
         }
 
     def _write(self, tenant: str, documents: Sequence[Document]) -> None:
@@ -276,23 +279,15 @@ class QdrantStore(SortedIdScan):
                 "serves one process at a time; use a Qdrant server to share it)",
                 tenant,
             )
-        try:
-            from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-        except ImportError:  # pragma: no cover - the extra installs it
-            return None
         if isinstance(exc, ResponseHandlingException):
-            source = getattr(exc, "source", None)
-            import httpx
-
-            if isinstance(source, httpx.TimeoutException):
+            if isinstance(getattr(exc, "source", None), httpx.TimeoutException):
                 return StoreTimeout(self.kind, op, f"{self._shown()}: no answer in time", tenant)
             return StoreUnavailable(self.kind, op, f"cannot reach {self._shown()}", tenant)
         if isinstance(exc, UnexpectedResponse):
             status = exc.status_code or 0
             detail = f"{self._shown()} answered HTTP {status}"
-            if status in (401, 403) or status >= 500:
-                return StoreUnavailable(self.kind, op, detail, tenant)
-            return StoreError(self.kind, op, detail, tenant)
+            unavailable = status in (401, 403) or status >= 500
+            return (StoreUnavailable if unavailable else StoreError)(self.kind, op, detail, tenant)
         return None
 
 

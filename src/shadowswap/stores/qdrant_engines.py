@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from qdrant_client import QdrantClient, models
+
 from shadowswap.values import Vector
 
 TENANT_FIELD = "_ss_tenant"
@@ -76,14 +78,15 @@ class ClientEngine:
         collection: str = "shadowswap",
         timeout_s: float = 10.0,
     ) -> None:
-        from qdrant_client import QdrantClient, models
-
         self.models = models
         self.collection = collection
         self.local = url is None
         if url is not None:
             self.description = url
-            self.client = QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s))
+            # No version check: it runs in a thread that can only warn; our calls report errors.
+            self.client = QdrantClient(
+                url=url, api_key=api_key, timeout=int(timeout_s), check_compatibility=False
+            )
         elif path == ":memory:":
             self.description = ":memory:"
             self.client = QdrantClient(location=":memory:")
@@ -189,9 +192,7 @@ class ClientEngine:
         )
 
     def tenants(self) -> list[str]:
-        hits = self.client.facet(
-            self.collection, TENANT_FIELD, limit=FACET_LIMIT, exact=True
-        ).hits
+        hits = self.client.facet(self.collection, TENANT_FIELD, limit=FACET_LIMIT, exact=True).hits
         return [str(h.value) for h in hits if h.count > 0]
 
     def close(self) -> None:
@@ -206,7 +207,7 @@ class EdgeEngine:
     """
 
     def __init__(self, path: str, identity: dict[str, str]) -> None:
-        import qdrant_edge
+        import qdrant_edge  # noqa: PLC0415 - optional: only this engine needs it
 
         self.qe = qdrant_edge
         self.root = Path(path)
@@ -224,7 +225,7 @@ class EdgeEngine:
     def _save_identity(self, identity: dict[str, str]) -> None:
         tmp = self._identity_file.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(identity, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self._identity_file)
+        tmp.replace(self._identity_file)
 
     def identity(self) -> dict[str, str] | None:
         data = json.loads(self._identity_file.read_text(encoding="utf-8"))
@@ -316,12 +317,16 @@ class EdgeEngine:
     def count(self, tenant: str) -> int:
         if self.shard is None:
             return 0
-        return int(self.shard.count(self.qe.CountRequest(exact=True, filter=self._filter(tenant, ()))))
+        return int(
+            self.shard.count(self.qe.CountRequest(exact=True, filter=self._filter(tenant, ())))
+        )
 
     def tenants(self) -> list[str]:
         if self.shard is None:
             return []
-        response = self.shard.facet(self.qe.FacetRequest(TENANT_FIELD, limit=FACET_LIMIT, exact=True))
+        response = self.shard.facet(
+            self.qe.FacetRequest(TENANT_FIELD, limit=FACET_LIMIT, exact=True)
+        )
         return [str(h.value) for h in response.hits if h.count > 0]
 
     def close(self) -> None:
