@@ -5,6 +5,10 @@ break naive escaping, and clear errors when the engine is missing, locked or unr
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -312,3 +316,69 @@ def test_milvus_refuses_fields_beyond_its_varchar_limit(opener: Opener) -> None:
     assert store.count(T) == 0
     store.upsert(T, [ok])
     assert store.get(T, ["ok"])["ok"].text == "é" * 30_000
+
+
+_CRASH = """
+import os, sys
+from shadowswap.testing import clustered_corpus
+from tests.stores.test_real_engines import open_embedded
+store = open_embedded(sys.argv[1], sys.argv[2])
+corpus = clustered_corpus("t1", 300, 16, queries=0)
+store.upsert("t1", corpus.documents[:200])
+store.upsert("t1", corpus.documents[200:])
+store.delete("t1", [corpus.documents[0].doc_id])
+print("acknowledged", flush=True)
+os.kill(os.getpid(), 9)
+"""
+
+
+def open_embedded(kind: str, where: str) -> BaseStore:
+    """An embedded store of ``kind`` at ``where`` (used by the crash test's child process)."""
+    if kind == "lancedb":
+        return LanceDBStore(where)
+    if kind == "qdrant-local":
+        return QdrantStore(f"local:{where}")
+    if kind == "qdrant-edge":
+        return QdrantStore(where)
+    return MilvusStore(f"{where}.db")
+
+
+@pytest.mark.parametrize("kind", EMBEDDED)
+def test_acknowledged_writes_survive_a_kill(tmp_path: Path, kind: str) -> None:
+    """The writing process is SIGKILLed right after its calls return; nothing is lost."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    where = str(tmp_path / kind)
+    out = subprocess.run(
+        [sys.executable, "-c", _CRASH, kind, where],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "acknowledged" in out.stdout, out.stderr
+    assert out.returncode == -signal.SIGKILL
+    store = open_embedded(kind, where)
+    try:
+        corpus = clustered_corpus("t1", 300, 16, queries=0)
+        assert store.count("t1") == 299
+        held = {d.doc_id: d.content_hash for p in store.scan("t1") for d in p}
+        reference = MemoryStore()
+        reference.upsert("t1", corpus.documents[1:])
+        assert held == {d.doc_id: d.content_hash for p in reference.scan("t1") for d in p}
+    finally:
+        store.close()
+
+
+def test_pgvector_reconnects_after_losing_its_connection(opener: Opener) -> None:
+    store = opener("pgvector")
+    assert isinstance(store, PgvectorStore)
+    store.upsert(T, [Document(T, "a", [1.0, 0.0])])
+    pid = store._exec("SELECT pg_backend_pid()")[0][0]
+    with psycopg.connect(store.location, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(StoreUnavailable):
+        store.count(T)
+    assert store.count(T) == 1  # the next call opens a new connection

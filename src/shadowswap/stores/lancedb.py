@@ -268,7 +268,7 @@ class LanceDBStore(BaseStore):
             table.search(vector, vector_column_name="vector")
             .distance_type(distance)
             .bypass_vector_index()
-            .select(["doc_id", "metadata"])
+            .select(["doc_id", "metadata", "_distance"])
             .limit(k)
         )
         if filter:
