@@ -4,6 +4,7 @@ break naive escaping, and clear errors when the engine is missing, locked or unr
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -17,7 +18,13 @@ import numpy as np
 import psycopg
 import pytest
 
-from shadowswap.errors import DimensionMismatch, IncompatibleStore, InvalidInput, StoreUnavailable
+from shadowswap.errors import (
+    ConfigError,
+    DimensionMismatch,
+    IncompatibleStore,
+    InvalidInput,
+    StoreUnavailable,
+)
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.lancedb import LanceDBStore
@@ -382,3 +389,101 @@ def test_pgvector_reconnects_after_losing_its_connection(opener: Opener) -> None
     with pytest.raises(StoreUnavailable):
         store.count(T)
     assert store.count(T) == 1  # the next call opens a new connection
+
+
+@pytest.mark.parametrize(
+    ("make", "variable"),
+    [
+        (lambda: PgvectorStore("./data/pgvector"), "RETRIEVAL_PGVECTOR_URL"),
+        (lambda: QdrantStore("qdrant://host:6333"), "RETRIEVAL_QDRANT_URL"),
+        (lambda: MilvusStore("milvus://host:19530"), "RETRIEVAL_MILVUS_URL"),
+    ],
+)
+def test_a_location_of_the_wrong_form_is_a_config_error(
+    make: Callable[[], BaseStore], variable: str
+) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        make()
+
+
+@pytest.mark.parametrize("kind", ["lancedb", "pgvector", "qdrant", "milvus"])
+def test_connection_script_checks_each_kind(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    """Runbook 003's script, as a real process, on a store holding data."""
+    root = Path(__file__).resolve().parents[2]
+    location = {
+        "lancedb": str(tmp_path / "lancedb"),
+        "pgvector": fresh_database(request.getfixturevalue("postgres_dsn"))
+        if kind == "pgvector"
+        else "",
+        "qdrant": str(tmp_path / "qdrant"),
+        "milvus": str(tmp_path / "milvus.db"),
+    }[kind]
+    store = {
+        "lancedb": lambda: LanceDBStore(location),
+        "pgvector": lambda: PgvectorStore(location),
+        "qdrant": lambda: QdrantStore(location),
+        "milvus": lambda: MilvusStore(location),
+    }[kind]()
+    store.upsert("t1", clustered_corpus("t1", 25, 8, queries=0).documents)
+    store.close()  # embedded engines serve one process at a time
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRIEVAL_")}
+    env |= {"PYTHONPATH": str(root / "src"), f"RETRIEVAL_{kind.upper()}_URL": location}
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts" / "test_vector_store_connection.py"), kind, "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    (backend,) = json.loads(out.stdout)["backends"]
+    assert (backend["kind"], backend["reachable"], backend["documents"]) == (kind, True, 25)
+    assert backend["tenants"] == 1 and backend["dimension"] == 8
+
+
+def test_milvus_lite_file_is_released_on_close_and_refused_while_held(tmp_path: Path) -> None:
+    """Milvus Lite locks its file per process; close must unlock it for the next process."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    where = str(tmp_path / "m.db")
+    probe = (
+        "import sys\n"
+        "from shadowswap.errors import StoreUnavailable\n"
+        "from shadowswap.stores.milvus import MilvusStore\n"
+        "try:\n"
+        "    store = MilvusStore(sys.argv[1])\n"
+        "except StoreUnavailable as exc:\n"
+        "    print('refused:', exc)\n"
+        "else:\n"
+        "    print('opened', store.count('t1'))\n"
+        "    store.close()\n"
+    )
+
+    def other_process() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", probe, where],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return out.stdout
+
+    first, second = MilvusStore(where), MilvusStore(where)  # one process: shared engine
+    first.upsert("t1", [Document("t1", "a", [1.0, 0.0])])
+    first.close()
+    assert second.count("t1") == 1  # still served: another store of this process uses it
+    assert "refused:" in other_process() and "one process at a time" in other_process()
+    second.close()
+    assert other_process().strip() == "opened 1"
+
+
+def test_milvus_lite_file_names_it_cannot_take_are_config_errors(tmp_path: Path) -> None:
+    for name in ("with space.db", "x" * 37 + ".db"):
+        with pytest.raises(ConfigError, match=r"RETRIEVAL_MILVUS_URL.*1 to 36 characters"):
+            MilvusStore(str(tmp_path / name))

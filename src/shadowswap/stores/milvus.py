@@ -43,9 +43,12 @@ Semantics
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import re
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -54,6 +57,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
+    ConfigError,
     DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
@@ -109,6 +113,13 @@ class MilvusStore(SortedIdScan):
         self._client_obj: Any = None
         parts = urlsplit(location)
         self._remote = parts.scheme in ("http", "https", "tcp", "grpc")
+        if "://" in location and not self._remote:
+            raise ConfigError(
+                "RETRIEVAL_MILVUS_URL",
+                mask_secrets(location),
+                "expected a file path for Milvus Lite (such as ./data/milvus.db) or "
+                "http(s)://host:19530 for a Milvus server",
+            )
         query = dict(parse_qsl(parts.query)) if self._remote else {}
         self._collection = query.pop("collection", "shadowswap")
         self._token = query.pop("token", "")
@@ -126,14 +137,24 @@ class MilvusStore(SortedIdScan):
             if self._client_obj is None:
                 if not self._remote:
                     Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
-                client = MilvusClient(
-                    uri=self._uri,
-                    token=self._token,
-                    db_name=self._db_name,
-                    timeout=self._timeout_s,
-                )
-                self._client_obj = client
-                self._load_identity()
+                    _lite_users.acquire(self._uri)
+                try:
+                    self._client_obj = MilvusClient(
+                        uri=self._uri,
+                        token=self._token,
+                        db_name=self._db_name,
+                        timeout=self._timeout_s,
+                        # pymilvus shares one connection per URI between clients, and
+                        # close() drops it for all of them: each store gets its own.
+                        alias=f"shadowswap-{uuid.uuid4().hex}",
+                    )
+                    self._load_identity()
+                except BaseException:  # release Milvus Lite's file for the next opener
+                    if self._client_obj is not None:
+                        self._close()
+                    elif not self._remote:
+                        _lite_users.release(self._uri)
+                    raise
             return self._client_obj
 
     def _load_identity(self) -> None:
@@ -162,6 +183,14 @@ class MilvusStore(SortedIdScan):
             if field.get("name") == "vector":
                 self._dim = int(field["params"]["dim"])
         self._exists = True
+
+    def _ready(self) -> bool:
+        """Whether the collection exists (another handle may have created it meanwhile)."""
+        if not self._exists:
+            with self._lock:
+                self._client()
+                self._load_identity()
+        return self._exists
 
     def _shown(self) -> str:
         return mask_secrets(self._location)
@@ -211,7 +240,7 @@ class MilvusStore(SortedIdScan):
         return primary_key(tenant, doc_id)
 
     def _rows(self, tenant: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
-        if not self._exists:
+        if not self._ready():
             return []
         client = self._client()
         out = []
@@ -273,7 +302,7 @@ class MilvusStore(SortedIdScan):
         return expr
 
     def _search(self, tenant: str, vector: Vector, k: int, filter: Filter) -> list[Hit]:
-        if not self._exists:
+        if not self._ready():
             return []
         result = self._client().search(
             self._collection,
@@ -317,12 +346,12 @@ class MilvusStore(SortedIdScan):
             iterator.close()
 
     def _all_ids(self, tenant: str) -> list[str]:
-        if not self._exists:
+        if not self._ready():
             return []
         return [r["doc_id"] for r in self._iterate(self._expr(tenant, {}), ["doc_id"])]
 
     def _count(self, tenant: str) -> int:
-        if not self._exists:
+        if not self._ready():
             return 0
         rows = self._client().query(
             self._collection, filter=self._expr(tenant, {}), output_fields=["count(*)"]
@@ -330,7 +359,7 @@ class MilvusStore(SortedIdScan):
         return int(rows[0]["count(*)"])
 
     def _tenants(self) -> list[str]:
-        if not self._exists:
+        if not self._ready():
             return []
         return sorted({r["tenant"] for r in self._iterate('tenant != ""', ["tenant"])})
 
@@ -339,6 +368,8 @@ class MilvusStore(SortedIdScan):
             if self._client_obj is not None:
                 self._client_obj.close()
                 self._client_obj = None
+                if not self._remote:
+                    _lite_users.release(self._uri)
 
     def _translate(self, exc: Exception, op: str, tenant: str | None) -> StoreError | None:
         if not isinstance(exc, milvus_errors.MilvusException):
@@ -359,6 +390,78 @@ class MilvusStore(SortedIdScan):
         if "DEADLINE_EXCEEDED" in text or "timeout" in text.lower():
             return StoreTimeout(self.kind, op, f"{self._shown()}: no answer in time", tenant)
         return StoreError(self.kind, op, f"Milvus: {exc.message}", tenant)
+
+
+class _LiteUsers:
+    """Milvus Lite runs one engine process per file for the whole Python process (pymilvus
+    keeps them in a process-wide manager) and keeps it, and the file's lock, until exit, even
+    after ``MilvusClient.close()``. Counting the open stores per file lets the last ``close``
+    stop the engine, so another process (a CLI command, a restarted service) can open the file.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def acquire(self, path: str) -> None:
+        """Count one more store on ``path``; the first one checks no other process holds it.
+
+        Milvus Lite's own check is unsafe: when it finds the file locked, the failed opener
+        deletes the lock file (``Server.__del__``), so a third process then opens the same file
+        beside the first. Probing the lock here first means Lite never starts in that case.
+        """
+        with self._lock:
+            if self._count.get(path, 0) == 0:
+                _probe_lite_lock(path)
+            self._count[path] = self._count.get(path, 0) + 1
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            left = self._count.get(path, 0) - 1
+            if left > 0:
+                self._count[path] = left
+                return
+            self._count.pop(path, None)
+            try:
+                from milvus_lite.server_manager import server_manager_instance  # noqa: PLC0415
+            except ImportError:  # pragma: no cover - a path location needs Milvus Lite
+                return
+            server_manager_instance.release_server(path)
+
+
+_lite_users = _LiteUsers()
+
+
+def _probe_lite_lock(path: str) -> None:
+    """Raise `StoreUnavailable` when another process holds Milvus Lite's lock on ``path``.
+
+    Only called when this process holds no store on the file: POSIX locks belong to the
+    process, so probing a file this process has locked would release its lock.
+    """
+    db = Path(path)
+    if not _LITE_NAME.fullmatch(db.name):
+        raise ConfigError(
+            "RETRIEVAL_MILVUS_URL",
+            path,
+            "Milvus Lite needs a file name of 1 to 36 characters from A-Z a-z 0-9 . - _",
+        )
+    lock = db.parent / f".{db.name}.lock"
+    if not lock.exists():
+        return
+    with lock.open("a") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise StoreUnavailable(
+                "milvus",
+                "open",
+                f"{path} is open in another process; Milvus Lite serves a file to one process "
+                "at a time (use a Milvus server to share it)",
+            ) from exc
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+_LITE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")
 
 
 def primary_key(tenant: str, doc_id: str) -> str:

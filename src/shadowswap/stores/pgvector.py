@@ -50,6 +50,7 @@ from psycopg.types import TypeInfo
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
+    ConfigError,
     DimensionMismatch,
     IncompatibleStore,
     StoreError,
@@ -116,6 +117,14 @@ class PgvectorStore(BaseStore):
 
     def __init__(self, dsn: str, metric: Metric = Metric.COSINE) -> None:
         super().__init__(dsn, metric)
+        if not dsn.startswith(("postgresql://", "postgres://")) and "=" not in dsn:
+            raise ConfigError(
+                "RETRIEVAL_PGVECTOR_URL",
+                display_dsn(dsn),
+                "expected a PostgreSQL DSN such as postgresql://user:password@host:5432/db "
+                "(the database needs the pgvector extension); shadowswap does not start an "
+                "embedded PostgreSQL",
+            )
         self._dsn = dsn
         self._lock = threading.RLock()
         self._conn_obj: psycopg.Connection[Any] | None = None

@@ -49,6 +49,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
+    ConfigError,
     DimensionMismatch,
     IncompatibleStore,
     MissingDependency,
@@ -85,6 +86,13 @@ def open_engine(location: str, identity: dict[str, str], timeout_s: float) -> En
         collection = query.pop("collection", "shadowswap")
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
         return ClientEngine(url=url, api_key=api_key, collection=collection, timeout_s=timeout_s)
+    if "://" in location:
+        raise ConfigError(
+            "RETRIEVAL_QDRANT_URL",
+            mask_secrets(location),
+            "expected http(s)://host:port for a Qdrant server, a directory for the embedded "
+            "engine (Qdrant Edge), local:DIR or :memory: for qdrant-client's local mode",
+        )
     if location == ":memory:":
         return ClientEngine(path=":memory:")
     if location.startswith("local:"):
