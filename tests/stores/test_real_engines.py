@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -383,7 +384,7 @@ def test_pgvector_reconnects_after_losing_its_connection(opener: Opener) -> None
     store = opener("pgvector")
     assert isinstance(store, PgvectorStore)
     store.upsert(T, [Document(T, "a", [1.0, 0.0])])
-    pid = store._exec("SELECT pg_backend_pid()")[0][0]
+    pid = store._exec("SELECT pg_backend_pid()")[0][0]  # the pool holds one connection
     with psycopg.connect(store.location, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(StoreUnavailable):
@@ -487,3 +488,19 @@ def test_milvus_lite_file_names_it_cannot_take_are_config_errors(tmp_path: Path)
     for name in ("with space.db", "x" * 37 + ".db"):
         with pytest.raises(ConfigError, match=r"RETRIEVAL_MILVUS_URL.*1 to 36 characters"):
             MilvusStore(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_searches_from_many_threads_agree_with_the_reference(opener: Opener, kind: str) -> None:
+    """The service searches from a thread pool; pgvector spreads them over its connections."""
+    corpus = clustered_corpus(T, 400, 16, queries=24, seed=12)
+    store, reference = opener(kind), MemoryStore()
+    store.upsert(T, corpus.documents)
+    reference.upsert(T, corpus.documents)
+    want = [reference.search(T, q, 10).doc_ids for q in corpus.queries]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda q: store.search(T, q, 10).doc_ids, corpus.queries))
+    assert got == want
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.search(T, corpus.queries[0], 10)

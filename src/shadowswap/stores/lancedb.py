@@ -91,12 +91,15 @@ class LanceDBStore(BaseStore):
         self._tables: dict[str, Any] = {}
         self._writes: dict[str, int] = {}
         self._dim: int | None = None
+        self._closed = False
         with self._edge("open", None):
             self._connect()
 
     # -- opening ------------------------------------------------------------------------
     def _connect(self) -> Any:
         with self._lock:
+            if self._closed:
+                raise StoreUnavailable(self.kind, "use", "the store was closed")
             if self._db is None:
                 db = lancedb.connect(self._location, read_consistency_interval=timedelta(0))
                 schema = pa.schema(
@@ -333,6 +336,7 @@ class LanceDBStore(BaseStore):
 
     def _close(self) -> None:
         with self._lock:
+            self._closed = True
             self._tables.clear()
             self._meta = None
             self._db = None

@@ -111,6 +111,7 @@ class MilvusStore(SortedIdScan):
         self._dim: int | None = None
         self._exists = False
         self._client_obj: Any = None
+        self._closed = False
         parts = urlsplit(location)
         self._remote = parts.scheme in ("http", "https", "tcp", "grpc")
         if "://" in location and not self._remote:
@@ -134,6 +135,8 @@ class MilvusStore(SortedIdScan):
     # -- connection ---------------------------------------------------------------------
     def _client(self) -> Any:
         with self._lock:
+            if self._closed:
+                raise StoreUnavailable(self.kind, "use", "the store was closed")
             if self._client_obj is None:
                 if not self._remote:
                     Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +154,7 @@ class MilvusStore(SortedIdScan):
                     self._load_identity()
                 except BaseException:  # release Milvus Lite's file for the next opener
                     if self._client_obj is not None:
-                        self._close()
+                        self._drop_client()
                     elif not self._remote:
                         _lite_users.release(self._uri)
                     raise
@@ -364,6 +367,11 @@ class MilvusStore(SortedIdScan):
         return sorted({r["tenant"] for r in self._iterate('tenant != ""', ["tenant"])})
 
     def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop_client()
+
+    def _drop_client(self) -> None:
         with self._lock:
             if self._client_obj is not None:
                 self._client_obj.close()

@@ -28,8 +28,9 @@ Semantics
                 connection at once (read committed).
     batches     writes go in one transaction per call, ``executemany`` pipelined; id lists are
                 bound as one array parameter (no length limit that matters here).
-    connection  one connection per store, opened on first use and reopened after a failure;
-                ``connect_timeout`` defaults to 10 s.
+    connection  a pool of up to ``pool_size`` (4) connections, opened on demand, so searches
+                from several threads run in parallel; a connection that broke is dropped and
+                the next call opens a new one. ``connect_timeout`` defaults to 10 s.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import json
 import re
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -115,7 +117,7 @@ class PgvectorStore(BaseStore):
 
     kind = "pgvector"
 
-    def __init__(self, dsn: str, metric: Metric = Metric.COSINE) -> None:
+    def __init__(self, dsn: str, metric: Metric = Metric.COSINE, *, pool_size: int = 4) -> None:
         super().__init__(dsn, metric)
         if not dsn.startswith(("postgresql://", "postgres://")) and "=" not in dsn:
             raise ConfigError(
@@ -127,26 +129,27 @@ class PgvectorStore(BaseStore):
             )
         self._dsn = dsn
         self._lock = threading.RLock()
-        self._conn_obj: psycopg.Connection[Any] | None = None
+        self._pool = _Pool(self._connect, pool_size)
+        self._prepared = False
         self._dim: int | None = None
         self._has_docs = False
 
     # -- connection ---------------------------------------------------------------------
-    def _conn(self) -> psycopg.Connection[Any]:
-        """The open connection; (re)connects and checks the store's identity when needed."""
-        conn = self._conn_obj
-        if conn is not None and not conn.closed and not conn.broken:
-            return conn
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new connection, ready for our types; the first one also checks the database."""
         params: dict[str, Any] = {}
         if "connect_timeout" not in self._dsn:
             params["connect_timeout"] = 10
         conn = psycopg.connect(self._dsn, autocommit=True, **params)
         try:
-            self._prepare_database(conn)
+            with self._lock:
+                if not self._prepared:
+                    self._prepare_database(conn)
+                    self._prepared = True
+            _register_vector(conn)
         except BaseException:
             conn.close()
             raise
-        self._conn_obj = conn
         return conn
 
     def _prepare_database(self, conn: psycopg.Connection[Any]) -> None:
@@ -197,32 +200,26 @@ class PgvectorStore(BaseStore):
                 f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or use "
                 "another database or schema",
             )
-        _register_vector(conn)
         dim = info.get("dimension")
         self._dim = int(dim) if dim else None
         self._has_docs = self._dim is not None
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            cur = self._conn().execute(sql, params, binary=True)
+        with self._pool.connection() as conn:
+            cur = conn.execute(sql, params, binary=True)
             return cur.fetchall() if cur.description is not None else []
 
     # -- BaseStore ----------------------------------------------------------------------
     def _stored_dimension(self) -> int | None:
-        with self._lock:
-            if self._dim is None:
-                row = (
-                    self._conn()
-                    .execute(f"SELECT value FROM {META} WHERE key = 'dimension'")
-                    .fetchone()
-                )
-                self._dim = int(row[0]) if row else None
+        if self._dim is None:
+            rows = self._exec(f"SELECT value FROM {META} WHERE key = 'dimension'")
+            with self._lock:
+                self._dim = int(rows[0][0]) if rows else None
                 self._has_docs = self._dim is not None
-            return self._dim
+        return self._dim
 
     def _fix_dimension(self, dimension: int) -> None:
-        with self._lock:
-            conn = self._conn()
+        with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 conn.execute(
@@ -275,16 +272,18 @@ class PgvectorStore(BaseStore):
             )
             for d in documents
         ]
-        with self._lock:
-            conn = self._conn()
-            with conn.transaction(), conn.cursor(binary=True) as cur:
-                cur.executemany(
-                    f"INSERT INTO {DOCS} (tenant, doc_id, embedding, metadata, ftok, body, hash) "
-                    "VALUES (%s, %s, %b, %s, %s, %s, %s) ON CONFLICT (tenant, doc_id) DO UPDATE "
-                    "SET embedding = excluded.embedding, metadata = excluded.metadata, "
-                    "ftok = excluded.ftok, body = excluded.body, hash = excluded.hash",
-                    rows,
-                )
+        with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(binary=True) as cur,
+        ):
+            cur.executemany(
+                f"INSERT INTO {DOCS} (tenant, doc_id, embedding, metadata, ftok, body, hash) "
+                "VALUES (%s, %s, %b, %s, %s, %s, %s) ON CONFLICT (tenant, doc_id) DO UPDATE "
+                "SET embedding = excluded.embedding, metadata = excluded.metadata, "
+                "ftok = excluded.ftok, body = excluded.body, hash = excluded.hash",
+                rows,
+            )
 
     def _delete(self, tenant: str, doc_ids: Sequence[str]) -> int:
         if not self._ready():
@@ -365,10 +364,7 @@ class PgvectorStore(BaseStore):
         return [str(r[0]) for r in rows]
 
     def _close(self) -> None:
-        with self._lock:
-            if self._conn_obj is not None:
-                self._conn_obj.close()
-                self._conn_obj = None
+        self._pool.close()
 
     def _translate(self, exc: Exception, op: str, tenant: str | None) -> StoreError | None:
         where = display_dsn(self._dsn)
@@ -381,6 +377,69 @@ class PgvectorStore(BaseStore):
         if isinstance(exc, psycopg.Error):
             return StoreUnavailable(self.kind, op, f"{where}: {exc}", tenant)
         return None
+
+
+class _Pool:
+    """At most ``size`` connections, opened on demand, shared by the store's threads.
+
+    A connection that broke (server restart, network cut) is dropped when it is handed back,
+    so the next call opens a new one. After `close`, every call fails as unavailable.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], size: int) -> None:
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._connect = connect
+        self._size = size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._open = 0
+        self._closed = False
+        self._cv = threading.Condition()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def _take(self) -> psycopg.Connection[Any]:
+        with self._cv:
+            while True:
+                if self._closed:
+                    raise StoreUnavailable("pgvector", "use", "the store was closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self._size:
+                    self._open += 1
+                    break
+                self._cv.wait()
+        try:
+            return self._connect()
+        except BaseException:
+            with self._cv:
+                self._open -= 1
+                self._cv.notify()
+            raise
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        with self._cv:
+            if self._closed or conn.closed or conn.broken:
+                self._open -= 1
+                conn.close()
+            else:
+                self._idle.append(conn)
+            self._cv.notify()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._open -= len(self._idle)
+            self._idle.clear()
+            self._cv.notify_all()
 
 
 def _document(tenant: str, row: tuple[Any, ...]) -> Document:
