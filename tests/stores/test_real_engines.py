@@ -228,6 +228,7 @@ def test_reopening_with_another_metric_is_refused(opener: Opener, kind: str) -> 
     store.close()
     with pytest.raises(IncompatibleStore, match=r"created with metric 'cosine'.*RETRIEVAL_METRIC"):
         opener(kind, Metric.DOT).count("t1")
+    assert opener(kind, Metric.COSINE).count("t1") == 5  # the refusal released the store
 
 
 @pytest.mark.parametrize("kind", ["lancedb", "pgvector"])

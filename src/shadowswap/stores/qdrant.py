@@ -118,7 +118,11 @@ class QdrantStore(SortedIdScan):
             self._engine: Engine | None = open_engine(
                 location, {"format": FORMAT, "metric": metric.value}, timeout_s
             )
-            self._check_identity(self._engine.identity())
+            try:
+                self._check_identity(self._engine.identity())
+            except BaseException:
+                self._engine.close()  # an embedded engine would keep its directory locked
+                raise
 
     def _check_identity(self, identity: dict[str, str] | None) -> None:
         if identity is None:
