@@ -24,6 +24,7 @@ from shadowswap.errors import (
     DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
+    MissingDependency,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
@@ -505,3 +506,16 @@ def test_searches_from_many_threads_agree_with_the_reference(opener: Opener, kin
     store.close()
     with pytest.raises(StoreUnavailable):
         store.search(T, corpus.queries[0], 10)
+
+
+def test_a_missing_embedded_engine_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shadowswap.stores.milvus as milvus_module
+
+    monkeypatch.setattr(milvus_module, "HAS_LITE", False)
+    with pytest.raises(MissingDependency, match=r"milvus_lite.*shadowswap\[milvus\]"):
+        MilvusStore(str(tmp_path / "m.db"))
+    monkeypatch.setitem(sys.modules, "qdrant_edge", None)
+    with pytest.raises(MissingDependency, match=r"qdrant_edge.*shadowswap\[qdrant\]"):
+        QdrantStore(str(tmp_path / "q"))

@@ -42,7 +42,6 @@ Semantics
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -61,6 +60,7 @@ from shadowswap.errors import (
     DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
+    MissingDependency,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
@@ -74,8 +74,12 @@ from shadowswap.values import Document, Filter, Hit, Vector
 # from setuptools 81: hence the pin in pyproject.toml). A server-only install has no Lite.
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "pkg_resources is deprecated", UserWarning)
-    with contextlib.suppress(ImportError):
+    try:
         import milvus_lite  # noqa: F401
+
+        HAS_LITE = True
+    except ImportError:
+        HAS_LITE = False
     from pymilvus import DataType, MilvusClient
     from pymilvus import exceptions as milvus_errors
 
@@ -139,6 +143,8 @@ class MilvusStore(SortedIdScan):
                 raise StoreUnavailable(self.kind, "use", "the store was closed")
             if self._client_obj is None:
                 if not self._remote:
+                    if not HAS_LITE:
+                        raise MissingDependency(self.kind, "milvus", "milvus_lite")
                     Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
                     _lite_users.acquire(self._uri)
                 try:
