@@ -519,3 +519,40 @@ def test_a_missing_embedded_engine_names_the_extra(
     monkeypatch.setitem(sys.modules, "qdrant_edge", None)
     with pytest.raises(MissingDependency, match=r"qdrant_edge.*shadowswap\[qdrant\]"):
         QdrantStore(str(tmp_path / "q"))
+
+
+def test_qdrant_edge_optimizes_without_changing_results(
+    opener: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shadowswap.stores.qdrant_engines as engines
+
+    monkeypatch.setattr(engines, "OPTIMIZE_EVERY", 3)
+    calls: list[bool] = []
+    corpus = clustered_corpus(T, 200, 8, queries=3, seed=6)
+    store, reference = opener("qdrant-edge"), MemoryStore()
+    assert isinstance(store, QdrantStore) and isinstance(store.engine, engines.EdgeEngine)
+    engine = store.engine
+    store.upsert(T, corpus.documents[:20])  # creates the shard
+    reference.upsert(T, corpus.documents[:20])
+    real = engine.shard.optimize
+    monkeypatch.setattr(engine, "shard", _Spy(engine.shard, lambda: calls.append(real())))
+    for i in range(20, 200, 20):
+        store.upsert(T, corpus.documents[i : i + 20])
+        reference.upsert(T, corpus.documents[i : i + 20])
+    store.delete(T, [d.doc_id for d in corpus.documents[:30]])
+    reference.delete(T, [d.doc_id for d in corpus.documents[:30]])
+    assert len(calls) >= 3
+    for q in corpus.queries:
+        assert store.search(T, q, 20).doc_ids == reference.search(T, q, 20).doc_ids
+    assert store.count(T) == 170
+
+
+class _Spy:
+    """Wraps a shard, replacing its ``optimize`` with a recording one."""
+
+    def __init__(self, inner: object, optimize: Callable[[], object]) -> None:
+        self._inner = inner
+        self.optimize = optimize
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)

@@ -32,6 +32,9 @@ Semantics
     scan        Qdrant scrolls in point id order, not doc id order: ids are listed and sorted.
     consistency writes use ``wait=True`` (server) or are applied in the call (Edge, local
                 mode): visible to searches when the call returns.
+    maintenance Qdrant Edge has no background optimizer: every ``OPTIMIZE_EVERY`` (200) writes
+                the adapter runs its optimizer (vacuum of deleted points, segment merges; HNSW
+                indexing is turned off since searches are exact).
     batches     server writes are sent 256 points per request (the server caps a request at
                 32 MB; 256 x 16,000-d vectors stay under it).
 """

@@ -28,6 +28,7 @@ TENANT_FIELD = "_ss_tenant"
 TOKENS_FIELD = "_ss_f"
 ID_FIELD = "_ss_id"
 FACET_LIMIT = 1_000_000
+OPTIMIZE_EVERY = 200
 _SCROLL = 1000
 
 #: A point as stored: (point id, vector, payload).
@@ -219,6 +220,7 @@ class EdgeEngine:
             self._save_identity(identity)
         shard_dir = self.root / "shard"
         self.shard: Any = None
+        self._updates = 0
         if (shard_dir / "edge_config.json").exists():
             self.shard = qdrant_edge.EdgeShard.load(str(shard_dir))
 
@@ -237,7 +239,12 @@ class EdgeEngine:
             if self.shard is not None:
                 return
             distance = qe.Distance.Dot if dot else qe.Distance.Euclid
-            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimension, distance=distance))
+            # Searches are exact, so an HNSW index would be built for nothing (indexing
+            # threshold 0 turns it off); `optimize` then only vacuums and merges segments.
+            config = qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dimension, distance=distance),
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
+            )
             shard = qe.EdgeShard.create(str(self.root / "shard"), config)
             shard.update(
                 qe.UpdateOperation.create_field_index(
@@ -258,10 +265,19 @@ class EdgeEngine:
                     [qe.Point(pid, vec.tolist(), pl) for pid, vec, pl in points]
                 )
             )
+            self._maybe_optimize()
 
     def delete(self, point_ids: Sequence[str]) -> None:
         with self._lock:
             self.shard.update(self.qe.UpdateOperation.delete_points(list(point_ids)))
+            self._maybe_optimize()
+
+    def _maybe_optimize(self) -> None:
+        """Qdrant Edge runs no background optimizer: without this, deleted and replaced
+        points would never be vacuumed and small writes would pile up in one segment."""
+        self._updates += 1
+        if self._updates % OPTIMIZE_EVERY == 0:
+            self.shard.optimize()
 
     def retrieve(self, point_ids: Sequence[str], with_vector: bool) -> list[Record]:
         if self.shard is None:
