@@ -10,10 +10,10 @@ Semantics
                 in every search, query and count this adapter sends; reads by primary key also
                 check the field. (Milvus's partition key would be the scalable layout, but
                 Milvus Lite 2.5 rejects primary-key lookups on a collection that has one.)
-    ids         the primary key is the VARCHAR ``<tenant>/<BLAKE2b-128 of the doc id>``; the doc id
-                itself is kept in ``doc_id`` and checked on every read. Not the doc id itself:
-                Milvus (Lite 2.5, and pymilvus's ``get``) splices primary keys into expressions
-                without escaping, so an id with a quote breaks upserts.
+    ids         the primary key is the VARCHAR ``<tenant>/<BLAKE2b-128 of the doc id>``; the
+                doc id itself is kept in ``doc_id`` and checked on every read. Not the doc id
+                itself: Milvus (Lite 2.5, and pymilvus's ``get``) splices primary keys into
+                expressions without escaping, so an id with a quote breaks upserts.
     metric      a FLAT index (exact by design) with ``IP`` for cosine (on our unit vectors;
                 Milvus's ``COSINE`` would normalise again) and dot: score = the inner product
                 Milvus returns; ``L2`` for l2, where Milvus returns the squared distance:
@@ -38,6 +38,12 @@ Semantics
                 gRPC message limit (64 MB by default on servers).
     dimension   fixed by the collection's vector field (created with the first write); the
                 metric is recorded in the collection description and checked on open.
+    Lite files  one process at a time, and the adapter works around three Lite traps: the
+                engine keeps the file locked after ``MilvusClient.close()`` (the last store on
+                a file stops it); pymilvus shares one connection per URI and ``close()`` drops
+                it for every client (each store has its own alias); a refused opener deletes
+                the holder's lock file (the adapter probes the lock before Lite starts). File
+                names: at most 36 characters from ``A-Z a-z 0-9 . - _`` (Lite's rule).
 """
 
 from __future__ import annotations
