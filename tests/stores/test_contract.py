@@ -1,6 +1,7 @@
 """The store contract: every store behaves the same through the boundary.
 
-Runs against the reference store, FAISS, Chroma embedded and a real Chroma server.
+Runs against every kind of `tests.stores.conftest.STORE_KINDS`: the reference store and every
+real engine that runs here.
 """
 
 from __future__ import annotations
