@@ -36,6 +36,10 @@ ADAPTERS: dict[str, Adapter] = {
     ),
     "weaviate": Adapter("shadowswap.stores.weaviate", "WeaviateStore", "weaviate", ("weaviate",)),
     "pinecone": Adapter("shadowswap.stores.pinecone", "PineconeStore", "pinecone", ("pinecone",)),
+    "lancedb": Adapter("shadowswap.stores.lancedb", "LanceDBStore", "lancedb", ("lancedb",)),
+    "pgvector": Adapter("shadowswap.stores.pgvector", "PgvectorStore", "pgvector", ("psycopg",)),
+    "qdrant": Adapter("shadowswap.stores.qdrant", "QdrantStore", "qdrant", ("qdrant_client",)),
+    "milvus": Adapter("shadowswap.stores.milvus", "MilvusStore", "milvus", ("pymilvus",)),
 }
 
 
