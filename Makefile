@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 LINTED := src tests benchmarks scripts
 
-.PHONY: setup lint test demo bench clean
+.PHONY: setup system-deps lint test demo bench clean
 
 setup: $(STAMP)
 
@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e '.[all,dev]'
 	@touch $@
 
+system-deps:
+	@scripts/ensure_system_packages.sh
+
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
 
 demo: setup

@@ -130,3 +130,66 @@ def fresh_database(dsn: str, prefix: str = "t") -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def promtool() -> str:
+    """The promtool command from Debian's prometheus package; the suite needs it."""
+    found = shutil.which("promtool")
+    if found is None:
+        raise RuntimeError(
+            "promtool is missing: run 'make test' as root (it installs Debian's prometheus "
+            "package) or 'apt-get install prometheus'"
+        )
+    return found
+
+
+class PrometheusServer:
+    """A real Prometheus (Debian's package) on a free loopback port, with its own TSDB."""
+
+    def __init__(self, workdir: Path, config: str = "global:\n  scrape_interval: 1s\n") -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data = workdir / "data"
+        self.config = workdir / "prometheus.yml"
+        self.config.write_text(config)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise RuntimeError("prometheus is missing: run 'make test' as root")
+        log = (self.workdir / "prometheus.log").open("ab")
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.data}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited early; see {self.workdir}/prometheus.log")
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def query(self, expr: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10.0)

@@ -229,7 +229,22 @@ class Settings(BaseSettings):
     metric: Annotated[Metric, BeforeValidator(_metric)] = _var("RETRIEVAL_METRIC", Metric.COSINE)
     # Where commands leave state for others to read (last reconcile result, checkpoints)
     state_dir: Text = _var("RETRIEVAL_STATE_DIR", "./data/state")
-    # Dual write (issue 4, docs/dual-write.md): deadline of the inline write to the other backend
+    # Rollout (issue 6): the backend rollbacks return to, and the rollback journal
+    legacy_backend: Annotated[str, BeforeValidator(_kind)] = _var(
+        "RETRIEVAL_LEGACY_BACKEND", "faiss"
+    )
+    rollback_journal: Text = _var(
+        "RETRIEVAL_ROLLBACK_JOURNAL", "artifacts/rollback_drill_log.ndjson"
+    )
+    # Read path and shadow observations (issue 3, docs/shadow-read.md)
+    read_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True))] = _var(
+        "RETRIEVAL_READ_TIMEOUT_MS", 2000
+    )
+    observations_dir: OptionalText = _var("RETRIEVAL_OBSERVATIONS_DIR", None)
+    observations_retention_days: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
+        "RETRIEVAL_OBSERVATIONS_RETENTION_DAYS", 90
+    )
+    # Dual write (issue 4, docs/dual-write.md): a background batch slower counts as failed
     dual_write_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
         "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS", 500
     )

@@ -5,6 +5,9 @@
     ├── InvalidInput                bad input from a caller (field, reason)
     │   └── DimensionMismatch       a vector of the wrong length for the store
     ├── MissingDependency           a backend's extra is not installed (kind, extra)
+    ├── WriteError                  a file could not be written (path); what was there is kept
+    ├── Refused                     a rollout move was refused by a safety check (reasons)
+    ├── StateError                  a state file (checkpoint, last result) cannot be used (path)
     └── StoreError                  a store operation failed (store, op, tenant)
         ├── StoreUnavailable        the store cannot be reached or refused service
         ├── StoreTimeout            the store did not answer in time
@@ -111,3 +114,32 @@ class CorruptStore(StoreError):
     def __init__(self, store: str, op: str, path: str, detail: str) -> None:
         self.path = path
         super().__init__(store, op, f"{path}: {detail}")
+
+
+class WriteError(ShadowswapError):
+    """A file shadowswap writes (an env file, its backup, the journal) could not be written;
+    whatever was there before is left as it was. The CLI exits with code 1."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"cannot write {path}: {detail}")
+
+
+class Refused(ShadowswapError):
+    """A rollout move was refused by a safety check; ``reasons`` say why and what to do."""
+
+    def __init__(self, action: str, reasons: list[str]) -> None:
+        self.action = action
+        self.reasons = reasons
+        super().__init__(f"{action} refused: " + "; ".join(reasons))
+
+
+class StateError(ShadowswapError):
+    """A state file under ``RETRIEVAL_STATE_DIR`` (checkpoint, last reconcile result, lock)
+    cannot be read, written or taken. The CLI exits with code 1."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path}: {detail}")

@@ -11,10 +11,11 @@ Every Prometheus series carries the labels ``env`` (METRIC_ENV) and ``shadow_ver
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 LATENCY_BUCKETS = (
     0.001,
@@ -35,9 +36,10 @@ LATENCY_BUCKETS = (
 )
 RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 SCORE_DELTA_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-LATENCY_DELTA_BUCKETS = (
-    -1.0, -0.5, -0.2, -0.08, -0.04, -0.02, -0.01, 0.0, 0.01, 0.02, 0.04, 0.08, 0.2, 0.5, 1.0
-)  # fmt: skip
+# How much slower the shadow answered than the primary, 0 when it was faster. Negative buckets
+# would make prometheus_client drop the histogram's `_sum` (OpenMetrics forbids a sum that can
+# decrease), and the runbook's mean latency delta is computed from `_sum` / `_count`.
+LATENCY_DELTA_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2, 0.5, 1.0, 2.0)
 
 #: The contract's metric names, for tests and dashboards that check them.
 CONTRACT_METRICS = (
@@ -71,6 +73,8 @@ class Comparison:
     score_delta: float | None  # mean |score difference| over shared documents; None if none
     latency_delta_s: float  # shadow latency minus primary latency
     mismatch: bool  # agreement@5 < 1
+    # the sample rate in effect for this read, as written; None: the sink's own ``sample``
+    sample: str | None = None
 
 
 class MetricsSink(Protocol):
@@ -286,7 +290,8 @@ class PrometheusSink:
             ["backend"], SCORE_DELTA_BUCKETS,
         )  # fmt: skip
         self.latency_delta = hist(
-            "retrieval_dual_read_latency_delta_seconds", "Shadow minus primary latency.",
+            "retrieval_dual_read_latency_delta_seconds",
+            "How much slower the shadow answered than the primary (0 when faster).",
             ["backend"], LATENCY_DELTA_BUCKETS,
         )  # fmt: skip
         self.mismatches = counter(
@@ -320,7 +325,7 @@ class PrometheusSink:
         self.fallbacks.labels(**{"from": from_backend, "to": to_backend}, **self._base).inc()
 
     def shadow_compared(self, comparison: Comparison) -> None:
-        b, s = comparison.backend, self._sample
+        b, s = comparison.backend, comparison.sample or self._sample
         self.shadow_latency.labels(backend=b, sample=s, **self._base).observe(comparison.latency_s)
         self.agreement.labels(backend=b, k="5", sample=s, **self._base).observe(
             comparison.agreement_at_5
@@ -328,7 +333,9 @@ class PrometheusSink:
         self.ndcg.labels(backend=b, k="10", sample=s, **self._base).observe(comparison.ndcg_at_10)
         if comparison.score_delta is not None:
             self.score_delta.labels(backend=b, **self._base).observe(comparison.score_delta)
-        self.latency_delta.labels(backend=b, **self._base).observe(comparison.latency_delta_s)
+        self.latency_delta.labels(backend=b, **self._base).observe(
+            max(0.0, comparison.latency_delta_s)
+        )
         mismatches = self.mismatches.labels(backend=b, **self._base)
         if comparison.mismatch:
             mismatches.inc()
@@ -371,3 +378,24 @@ class PrometheusSink:
             "custom",
         ):
             self.phase_info.labels(phase=known, **self._base).set(1 if known == name else 0)
+
+
+def new_registry() -> CollectorRegistry:
+    """A fresh registry for a `PrometheusSink` (never the process-wide default)."""
+    return CollectorRegistry()
+
+
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = "127.0.0.1"
+) -> Callable[[], None]:
+    """Expose ``registry`` at ``http://host:port/metrics`` from a daemon thread, for processes
+    that are not the HTTP service (``shadowswap reconcile --every``). Returns a function that
+    stops the server. Raises OSError when the port cannot be bound."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -1,4 +1,6 @@
-"""The stores every contract test runs against: reference, FAISS, Chroma embedded, Chroma server."""
+"""The stores every contract test runs against: the reference store and every real engine that
+runs here (FAISS, Chroma embedded and server, LanceDB, pgvector on a real PostgreSQL, Qdrant in
+qdrant-client's local mode and in the in-process Qdrant Edge engine, Milvus Lite)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,71 @@ from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from tests.servers import fresh_database
 
-STORE_KINDS = ["memory", "faiss", "chroma", "chroma-server"]
-REAL_KINDS = ["faiss", "chroma", "chroma-server"]
+STORE_KINDS = [
+    "memory",
+    "faiss",
+    "chroma",
+    "chroma-server",
+    "lancedb",
+    "pgvector",
+    "qdrant-local",
+    "qdrant-edge",
+    "milvus",
+]
+REAL_KINDS = [
+    "faiss",
+    "chroma",
+    "chroma-server",
+    "lancedb",
+    "pgvector",
+    "qdrant-local",
+    "qdrant-edge",
+    "milvus",
+]
 
 StoreMaker = Callable[..., BaseStore]
+
+
+def _lancedb(request: pytest.FixtureRequest, where: Path, metric: Metric) -> BaseStore:
+    from shadowswap.stores.lancedb import LanceDBStore
+
+    return LanceDBStore(str(where), metric)
+
+
+def _pgvector(request: pytest.FixtureRequest, where: Path, metric: Metric) -> BaseStore:
+    from shadowswap.stores.pgvector import PgvectorStore
+
+    return PgvectorStore(fresh_database(request.getfixturevalue("postgres_dsn")), metric)
+
+
+def _qdrant_local(request: pytest.FixtureRequest, where: Path, metric: Metric) -> BaseStore:
+    from shadowswap.stores.qdrant import QdrantStore
+
+    return QdrantStore(f"local:{where}", metric)
+
+
+def _qdrant_edge(request: pytest.FixtureRequest, where: Path, metric: Metric) -> BaseStore:
+    from shadowswap.stores.qdrant import QdrantStore
+
+    return QdrantStore(str(where), metric)
+
+
+def _milvus(request: pytest.FixtureRequest, where: Path, metric: Metric) -> BaseStore:
+    from shadowswap.stores.milvus import MilvusStore
+
+    return MilvusStore(f"{where}.db", metric)
+
+
+#: Opening a fresh store of each kind added by issue 8 (kind -> opener).
+OPENERS: dict[str, Callable[[pytest.FixtureRequest, Path, Metric], BaseStore]] = {
+    "lancedb": _lancedb,
+    "pgvector": _pgvector,
+    "qdrant-local": _qdrant_local,
+    "qdrant-edge": _qdrant_edge,
+    "milvus": _milvus,
+}
 
 
 def _wipe_chroma_server(url: str) -> None:
@@ -52,6 +114,8 @@ def make_store(
                 _wipe_chroma_server(url)
                 server_urls.add(url)
             store = ChromaStore(url, metric)
+        elif kind in OPENERS:
+            store = OPENERS[kind](request, tmp_path / f"{kind}-{name}", metric)
         else:
             raise ValueError(kind)
         opened.append(store)

@@ -1,6 +1,7 @@
 """The store contract: every store behaves the same through the boundary.
 
-Runs against the reference store, FAISS, Chroma embedded and a real Chroma server.
+Runs against every kind of `tests.stores.conftest.STORE_KINDS`: the reference store and every
+real engine that runs here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing import clustered_corpus
 from shadowswap.values import Document
-from tests.stores.conftest import StoreMaker
+from tests.stores.conftest import REAL_KINDS, StoreMaker
 
 T = "acme"
 
@@ -251,7 +252,7 @@ def test_bool_filter_does_not_match_integers(store: BaseStore) -> None:
 
 
 @pytest.mark.parametrize("metric", [Metric.L2, Metric.DOT])
-@pytest.mark.parametrize("kind", ["faiss", "chroma", "chroma-server"])
+@pytest.mark.parametrize("kind", REAL_KINDS)
 def test_other_metrics_match_the_reference(
     make_store: StoreMaker, kind: str, metric: Metric
 ) -> None:

@@ -11,7 +11,9 @@ import typer
 
 from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
-from shadowswap.cli import dualwrite
+from shadowswap.cli import compare, dualwrite, observability
+from shadowswap.cli import rollout as rollout_commands
+from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
 from shadowswap.demo import run_demo
@@ -122,6 +124,10 @@ def version_cmd() -> None:
 
 
 # Subcommands of later issues live in their own modules and register here, one line each.
+observability.register(app)
+rollout_commands.register(app)
+compare.register(app)
+sync_commands.register(app)
 dualwrite.register(app)
 
 

@@ -140,7 +140,7 @@ class DualWriter:
     >>> writer.close()
     """
 
-    def __init__(  # noqa: PLR0917 - the seven collaborators, in the order the design names them
+    def __init__(
         self,
         primary: VectorStore,
         target: VectorStore | None,

@@ -1,24 +1,36 @@
 """Per-request decisions, as pure functions of the settings and the tenant.
 
+Every request asks these functions once, with the settings it read at its start, so a change
+of configuration applies to new requests only. Nothing here keeps state or does I/O.
+
+In step
+    A tenant is *kept in step* on the target when a target backend is configured, dual write
+    is on (``FF_RETRIEVAL_DUAL_WRITE``) and the tenant is eligible for it
+    (``RETRIEVAL_TENANT_ALLOWLIST`` contains it or is empty). Only such a tenant's reads may
+    move to the target: a tenant whose writes do not reach the target would read stale data
+    there, and its writes, going to the target alone, would be missing from the primary after
+    a rollback. So turning dual write off (the first step of runbook 002) moves every read back
+    to the primary at once, and cutover lists or percentages never reach tenants outside the
+    allowlist.
 Which backend serves a tenant's reads
-    the target when the tenant is in ``RETRIEVAL_CUTOVER_TENANTS``, or when its cutover
-    bucket is below ``RETRIEVAL_CUTOVER_PERCENT``; otherwise the primary. Without a target
-    backend, always the primary.
-Cutover bucket
+    the target when the tenant is kept in step and is in ``RETRIEVAL_CUTOVER_TENANTS`` or is
+    selected by ``RETRIEVAL_CUTOVER_PERCENT``; otherwise the primary.
+Cutover bucket (version 1, fixed: changing it would move tenants between backends)
     ``bucket(t) = int.from_bytes(sha256(b"shadowswap/cutover/v1\\0" + utf8(t))[:8], "big")
-    / 2**64 * 100``, a number in [0, 100) that depends on nothing but the tenant id, so it is
-    the same in every process and release. A tenant is selected at ``p`` percent when
-    ``bucket < p``: raising ``p`` never moves a tenant back.
+    / 2**64 * 100``, a number in [0, 100] that depends on nothing but the tenant id, so it is
+    the same in every process, machine and release (``tests/rollout/test_decisions.py`` pins
+    a few values). A tenant is selected at ``p`` percent when ``p >= 100`` or
+    ``bucket < p``: raising ``p`` never moves a tenant back, and 100 selects everyone.
 Writes (CONTRACT §1)
     the backend serving the tenant's reads gets its writes synchronously; the other one gets
-    them through the breaker and the outbox when dual write applies to the tenant
-    (``FF_RETRIEVAL_DUAL_WRITE`` on, tenant in ``RETRIEVAL_TENANT_ALLOWLIST`` or the list
-    empty). A tenant whose reads moved to the target always keeps the other backend in step
-    while dual write is on, so a rollback at any moment loses nothing.
+    them through the breaker and the outbox when the tenant is kept in step. So a rollback at
+    any moment loses nothing.
 Shadow reads
     eligible when ``FF_RETRIEVAL_SHADOW_READ`` is on, a target exists and the tenant is in the
     allowlist (or it is empty); the shadow is the backend *not* serving the read. Sampling at
     ``FF_RETRIEVAL_SHADOW_SAMPLE_RATE`` is applied by the caller with an injected random source.
+Fallback
+    a failed read may be served by the other backend only when it is kept in step.
 """
 
 from __future__ import annotations
@@ -34,9 +46,16 @@ _CUTOVER_SALT = b"shadowswap/cutover/v1\0"
 
 
 def cutover_bucket(tenant: str) -> float:
-    """The tenant's stable position in [0, 100) for percentage cutover."""
+    """The tenant's stable position in [0, 100] for percentage cutover (see the module doc)."""
     digest = hashlib.sha256(_CUTOVER_SALT + tenant.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
+
+
+def in_percent(tenant: str, percent: float) -> bool:
+    """Whether ``percent`` selects the tenant; monotonic in ``percent``, all at 100."""
+    if percent >= 100:
+        return True
+    return percent > 0 and cutover_bucket(tenant) < percent
 
 
 def allowed(settings: Settings, tenant: str) -> bool:
@@ -44,13 +63,19 @@ def allowed(settings: Settings, tenant: str) -> bool:
     return not settings.tenant_allowlist or tenant in settings.tenant_allowlist
 
 
+def in_step(settings: Settings, tenant: str) -> bool:
+    """Whether dual write keeps the other backend in step for this tenant."""
+    return settings.target_backend is not None and settings.dual_write and allowed(settings, tenant)
+
+
+def cutover_selects(settings: Settings, tenant: str) -> bool:
+    """Whether the cutover variables name the tenant (by list or by percentage)."""
+    return tenant in settings.cutover_tenants or in_percent(tenant, settings.cutover_percent)
+
+
 def read_role(settings: Settings, tenant: str) -> Role:
     """Which configured backend serves this tenant's reads."""
-    if settings.target_backend is None:
-        return "primary"
-    if tenant in settings.cutover_tenants:
-        return "target"
-    if settings.cutover_percent > 0 and cutover_bucket(tenant) < settings.cutover_percent:
+    if in_step(settings, tenant) and cutover_selects(settings, tenant):
         return "target"
     return "primary"
 
@@ -78,9 +103,7 @@ class WritePlan:
 def write_plan(settings: Settings, tenant: str) -> WritePlan:
     """CONTRACT §1's rule for writes during a gradual cutover."""
     serving = read_role(settings, tenant)
-    if settings.target_backend is None or not settings.dual_write:
-        return WritePlan(serving, None)
-    if serving == "target" or allowed(settings, tenant):
+    if in_step(settings, tenant):
         return WritePlan(serving, other(serving))
     return WritePlan(serving, None)
 
@@ -95,5 +118,4 @@ def shadow_role(settings: Settings, tenant: str) -> Role | None:
 def fallback_role(settings: Settings, tenant: str) -> Role | None:
     """Where a failed read may be served instead: the other backend, if dual write keeps it in
     step for this tenant; otherwise None (the caller gets an unavailable error)."""
-    plan = write_plan(settings, tenant)
-    return plan.deferred
+    return write_plan(settings, tenant).deferred

@@ -30,6 +30,16 @@ ADAPTERS: dict[str, Adapter] = {
     "memory": Adapter("shadowswap.stores.memory", "MemoryStore", "", ()),
     "faiss": Adapter("shadowswap.stores.faiss", "FaissStore", "faiss", ("faiss",)),
     "chroma": Adapter("shadowswap.stores.chroma", "ChromaStore", "chroma", ("chromadb",)),
+    "elastic": Adapter("shadowswap.stores.elastic", "ElasticStore", "elastic", ("elasticsearch",)),
+    "opensearch": Adapter(
+        "shadowswap.stores.opensearch", "OpenSearchStore", "opensearch", ("opensearchpy",)
+    ),
+    "weaviate": Adapter("shadowswap.stores.weaviate", "WeaviateStore", "weaviate", ("weaviate",)),
+    "pinecone": Adapter("shadowswap.stores.pinecone", "PineconeStore", "pinecone", ("pinecone",)),
+    "lancedb": Adapter("shadowswap.stores.lancedb", "LanceDBStore", "lancedb", ("lancedb",)),
+    "pgvector": Adapter("shadowswap.stores.pgvector", "PgvectorStore", "pgvector", ("psycopg",)),
+    "qdrant": Adapter("shadowswap.stores.qdrant", "QdrantStore", "qdrant", ("qdrant_client",)),
+    "milvus": Adapter("shadowswap.stores.milvus", "MilvusStore", "milvus", ("pymilvus",)),
 }
 
 

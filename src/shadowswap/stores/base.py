@@ -11,6 +11,10 @@ What every store promises (checked by ``tests/stores/test_contract.py``):
   Booleans match only booleans; numbers match numerically (``1`` matches ``1.0``).
 * ``scan`` streams every document of a tenant once, in ascending doc id order (code point
   order), in batches, resumable with ``after=<last doc id seen>``.
+* ``digests`` and ``hashes`` (on `BaseStore`, not part of the Protocol) give content hashes
+  without vectors: ``digests`` streams ``(doc_id, content_hash)`` pages in scan order (FAISS
+  lists its stored hashes, other adapters recompute them from scanned documents); ``hashes``
+  looks ids up the way upsert does to stay idempotent.
 * a store's dimension is fixed by its first write; vectors of another length are refused.
 * a store's metric is fixed when it is created; opening it with another metric is refused.
 * vendor errors are mapped to `shadowswap.errors.StoreError` subclasses at the adapter's edge.
@@ -163,6 +167,14 @@ class BaseStore(abc.ABC):
                 return
             cursor = page[-1].doc_id
 
+    def _digest_pages(
+        self, tenant: str, batch_size: int, after: str | None
+    ) -> Iterator[list[tuple[str, str]]]:
+        """``(doc_id, content_hash)`` pages for `digests`; by default the hash is recomputed
+        from every scanned document. Override when the engine can list stored hashes cheaply."""
+        for page in self._scan_pages(tenant, batch_size, after):
+            yield [(doc.doc_id, doc.content_hash) for doc in page]
+
     @abc.abstractmethod
     def _count(self, tenant: str) -> int: ...
 
@@ -241,6 +253,28 @@ class BaseStore(abc.ABC):
         if after is not None:
             check_doc_id(after, "after")
         return self._scan_pages(tenant, batch_size, after)
+
+    def hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The content hashes of those of ``doc_ids`` the tenant holds, as the adapter keeps
+        them for idempotent upserts (cheaper than `get`: no vectors are read)."""
+        check_tenant(tenant)
+        ids = check_doc_ids(doc_ids)
+        if not ids:
+            return {}
+        with self._edge("get", tenant):
+            return self._hashes(tenant, ids)
+
+    def digests(
+        self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
+    ) -> Iterator[list[tuple[str, str]]]:
+        """Like `scan`, but only ``(doc_id, content_hash)`` pairs: what comparing two stores
+        needs (``shadowswap.sync``). Same order, batching and ``after`` as `scan`."""
+        check_tenant(tenant)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size", "must be a positive integer")
+        if after is not None:
+            check_doc_id(after, "after")
+        return self._digest_pages(tenant, batch_size, after)
 
     def count(self, tenant: str) -> int:
         check_tenant(tenant)

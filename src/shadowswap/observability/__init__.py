@@ -1,0 +1,1 @@
+"""Observability beyond the metrics themselves: baseline thresholds, the gate's inputs."""

@@ -1,0 +1,37 @@
+"""Shadow read: the target answers a sample of real queries in the shadow of the primary, off
+the caller's thread and within a deadline, and the two answers are compared.
+
+    compare.py       the measures of one comparison (agreement@5, nDCG@10, deltas), pure
+    executor.py      bounded queue + bounded workers + deadline watchdog
+    read.py          one shadow read: search the shadow backend, publish what it showed
+    observations.py  observation records, the JSON-lines log, reading it back
+    offline.py       ``shadowswap compare``: a file of queries against both backends
+
+The router (`shadowswap.router.Router`) decides which reads are shadowed; docs/shadow-read.md
+describes the whole.
+"""
+
+from shadowswap.shadow.compare import Measures, measure
+from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecutor
+from shadowswap.shadow.observations import (
+    JsonlObservationLog,
+    MemoryObservations,
+    Observation,
+    ObservationSink,
+    observation_log,
+    read_observations,
+)
+
+__all__ = [
+    "ExecutorSizes",
+    "ExecutorStats",
+    "JsonlObservationLog",
+    "Measures",
+    "MemoryObservations",
+    "Observation",
+    "ObservationSink",
+    "ShadowExecutor",
+    "measure",
+    "observation_log",
+    "read_observations",
+]

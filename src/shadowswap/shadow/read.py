@@ -1,0 +1,152 @@
+"""One shadow read: the task the router hands to the `ShadowExecutor` once the caller's
+answer is ready. It searches the shadow backend with the same query, and publishes what it
+saw: metrics through the `MetricsSink`, a record through the `ObservationSink`, a log line.
+
+Nothing here runs on the caller's thread, and nothing here raises into the executor
+(which guards the callbacks anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shadowswap.clock import Clock
+from shadowswap.metrics import MetricsSink
+from shadowswap.shadow.compare import as_comparison, measure
+from shadowswap.shadow.observations import Observation, ObservationSink, Outcome
+from shadowswap.stores.base import VectorStore
+from shadowswap.values import MetaValue, SearchResult, Vector
+
+log = logging.getLogger("shadowswap.shadow.read")
+
+
+class LogLimiter:
+    """At most one warning per ``every_s`` seconds per message; the ones held back are
+    counted in the next line (``suppressed``). A failing target at 500 reads/s must not
+    write 500 log lines a second: the metrics count every event."""
+
+    def __init__(self, clock: Clock, every_s: float = 10.0) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, msg: str, extra: dict[str, object]) -> None:
+        now = self._clock.monotonic()
+        with self._lock:
+            last = self._last.get(msg)
+            if last is not None and now - last < self._every_s:
+                self._held[msg] = self._held.get(msg, 0) + 1
+                return
+            self._last[msg] = now
+            suppressed = self._held.pop(msg, 0)
+        log.warning(msg, extra={**extra, "suppressed": suppressed})
+
+
+@dataclass(frozen=True)
+class ShadowRead:
+    """The shadow half of one routed read (see the module docstring)."""
+
+    tenant: str
+    trace_id: str
+    query: Vector
+    k: int
+    filter: Mapping[str, MetaValue] | None
+    store: VectorStore
+    shadow_backend: str
+    primary_backend: str
+    primary: SearchResult
+    primary_latency_s: float
+    sample: str
+    sink: MetricsSink
+    observations: ObservationSink | None
+    clock: Clock
+    limiter: LogLimiter
+
+    def call(self) -> SearchResult:
+        return self.store.search(self.tenant, self.query, self.k, self.filter)
+
+    def answered(self, answer: SearchResult, seconds: float) -> None:
+        m = measure(
+            self.primary.hits,
+            answer.hits,
+            primary_latency_s=self.primary_latency_s,
+            shadow_latency_s=seconds,
+        )
+        self.sink.read(self.shadow_backend, "shadow", "ok", seconds)
+        self.sink.shadow_compared(as_comparison(self.shadow_backend, seconds, m, self.sample))
+        self._record(
+            "compared",
+            shadow_ids=tuple(h.doc_id for h in answer.hits),
+            shadow_scores=tuple(float(h.score) for h in answer.hits),
+            shadow_latency_s=seconds,
+            agreement_at_5=m.agreement_at_5,
+            agreement_cutoff=m.agreement_cutoff,
+            ndcg_at_10=m.ndcg_at_10,
+            score_delta=m.score_delta,
+            latency_delta_s=m.latency_delta_s,
+            mismatch=m.mismatch,
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "shadow compared",
+                extra={
+                    **self._ids(),
+                    "agreement_at_5": m.agreement_at_5,
+                    "ndcg_at_10": m.ndcg_at_10,
+                    "mismatch": m.mismatch,
+                    "shadow_latency_s": round(seconds, 6),
+                },
+            )
+
+    def failed(self, error: Exception, seconds: float) -> None:
+        self.sink.read(self.shadow_backend, "shadow", "error", seconds)
+        self.sink.shadow_error(self.shadow_backend)
+        self._record("error", shadow_latency_s=seconds, error=type(error).__name__)
+        self.limiter.warning(
+            "shadow read failed",
+            {**self._ids(), "error": f"{type(error).__name__}: {error}"},
+        )
+
+    def timed_out(self, waited_s: float, in_call: bool) -> None:
+        if in_call:  # a search was made and did not answer in time
+            self.sink.read(self.shadow_backend, "shadow", "timeout", waited_s)
+        self._record("timeout")
+        self.limiter.warning(
+            "shadow read dropped: deadline passed",
+            {**self._ids(), "in_call": in_call, "waited_s": round(waited_s, 6)},
+        )
+
+    def _ids(self) -> dict[str, object]:
+        return {
+            "tenant": self.tenant,
+            "trace_id": self.trace_id,
+            "backend": self.shadow_backend,
+            "primary": self.primary_backend,
+        }
+
+    def _record(self, outcome: Outcome, **measures: object) -> None:
+        if self.observations is None:
+            return
+        hits = self.primary.hits
+        self.observations.record(
+            Observation(
+                ts=self.clock.now(),
+                tenant=self.tenant,
+                trace_id=self.trace_id,
+                primary_backend=self.primary_backend,
+                shadow_backend=self.shadow_backend,
+                outcome=outcome,
+                k=self.k,
+                filtered=bool(self.filter),
+                primary_ids=tuple(h.doc_id for h in hits),
+                primary_scores=tuple(float(h.score) for h in hits),
+                primary_latency_s=self.primary_latency_s,
+                sample=self.sample,
+                **measures,  # type: ignore[arg-type]
+            )
+        )

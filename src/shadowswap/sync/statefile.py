@@ -1,0 +1,100 @@
+"""State files under ``RETRIEVAL_STATE_DIR``: written atomically, read defensively.
+
+Several commands leave state for others (backfill checkpoints, the last reconcile result read
+by the phase command and the status endpoint). A reader must never see half a file, and a
+process killed while writing must leave either the old file or the new one, never neither:
+each write goes to a temporary file in the same directory, is flushed and fsynced, renamed
+over the old file (atomic on POSIX), and the directory is fsynced so the rename itself
+survives a power cut.
+
+A lock file (``flock``) keeps two processes from driving the same checkpoints; the kernel
+releases it when its holder dies, even by SIGKILL, so a crash never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from shadowswap.errors import StateError
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Replace ``path`` with ``document`` as JSON, atomically and durably."""
+    text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StateError(str(path), f"cannot write state ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # other commands and the service read it
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise StateError(str(path), f"cannot write state ({exc.strerror or exc})") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file does not exist."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(str(path), f"cannot read state ({exc.strerror or exc})") from exc
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise StateError(str(path), f"not valid JSON ({exc}); move it away") from exc
+    if not isinstance(document, dict):
+        raise StateError(str(path), "expected a JSON object; move it away")
+    return document
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) or raise `StateError` at once."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(str(path), f"cannot create lock ({exc.strerror or exc})") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise StateError(
+                str(path), f"another {what} is running (pid {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,206 @@
+"""Env-file edits: everything but the changed values kept byte for byte, atomic writes, a
+byte-identical .bak, and refusals that leave the file as it was."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shadowswap.errors import ConfigError, WriteError
+from shadowswap.rollout import envfile
+from shadowswap.rollout.envfile import edit_text, parse_values, read_env, render_diff, write_env
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "env.staging"
+
+
+def changed_lines(old: str, new: str) -> list[tuple[str, str]]:
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    assert len(a) == len(b)
+    return [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+
+
+def test_each_quoting_style_and_prefix_is_kept() -> None:
+    old = FIXTURE.read_text()
+    new = edit_text(
+        old,
+        {
+            "RETRIEVAL_BACKEND": "chroma",  # export + double quotes + inline comment
+            "RETRIEVAL_TARGET_BACKEND": "faiss",  # export + single quotes + inline comment
+            "FF_RETRIEVAL_SHADOW_READ": "OFF",  # export, bare
+            "CHROMA_PATH": "/srv/chroma db",  # spaces around '=', double quotes
+            "RETRIEVAL_SHADOW_TIMEOUT_MS": "900",  # bare + inline comment
+        },
+    )
+    assert changed_lines(old, new) == [
+        (
+            'export RETRIEVAL_BACKEND="faiss"          # primary (serves reads)\n',
+            'export RETRIEVAL_BACKEND="chroma"          # primary (serves reads)\n',
+        ),
+        (
+            "export RETRIEVAL_TARGET_BACKEND='chroma'  # shadow reads + dual writes go here\n",
+            "export RETRIEVAL_TARGET_BACKEND='faiss'  # shadow reads + dual writes go here\n",
+        ),
+        ('CHROMA_PATH = "./chroma_db"\n', 'CHROMA_PATH = "/srv/chroma db"\n'),
+        ("export FF_RETRIEVAL_SHADOW_READ=ON\n", "export FF_RETRIEVAL_SHADOW_READ=OFF\n"),
+        (
+            "RETRIEVAL_SHADOW_TIMEOUT_MS=800   # strict deadline\n",
+            "RETRIEVAL_SHADOW_TIMEOUT_MS=900   # strict deadline\n",
+        ),
+    ]
+    values = parse_values(new)
+    assert values["CHROMA_PATH"] == "/srv/chroma db"
+    assert values["OTHER_SERVICE_TOKEN"] == "abc#def"
+
+
+def test_blank_lines_comments_and_unparsable_lines_survive() -> None:
+    old = "# head\n\n\nA=1\nthis is not an assignment\n\n  # indented comment\nB='x'\n"
+    new = edit_text(old, {"B": "y", "A": "2"})
+    assert new == "# head\n\n\nA=2\nthis is not an assignment\n\n  # indented comment\nB='y'\n"
+
+
+def test_crlf_line_endings_are_kept_and_used_for_appends() -> None:
+    old = "A=1\r\n# c\r\nexport B=2\r\n"
+    new = edit_text(old, {"A": "3", "C": "new"})
+    assert new == "A=3\r\n# c\r\nexport B=2\r\nC=new\r\n"
+
+
+def test_missing_variables_are_appended_in_the_files_style() -> None:
+    exported = "export A=1\nexport B=2\nC=3"  # no final newline, mostly `export`
+    assert edit_text(exported, {"D": "x y"}) == 'export A=1\nexport B=2\nC=3\nexport D="x y"\n'
+    assert edit_text("", {"D": "1"}) == "D=1\n"
+    assert edit_text("A=1\n", {"D": ""}) == "A=1\nD=\n"
+
+
+def test_a_variable_set_twice_is_changed_on_both_lines() -> None:
+    new = edit_text("A=ON\n# later override\nA='ON'\n", {"A": "OFF"})
+    assert new == "A=OFF\n# later override\nA='OFF'\n"
+
+
+def test_empty_value_with_inline_comment() -> None:
+    new = edit_text("A= # nothing yet\nB=\n", {"A": "ON", "B": "x"})
+    assert new == "A= ON # nothing yet\nB=x\n"
+    assert parse_values(new) == {"A": "ON", "B": "x"}
+
+
+def test_a_hash_inside_a_bare_value_is_not_a_comment() -> None:
+    new = edit_text("A=abc#def\n", {"A": "x#y"})
+    assert new == 'A="x#y"\n'
+    assert parse_values(new)["A"] == "x#y"
+
+
+@given(
+    value=st.text(
+        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="$"), max_size=40
+    ),
+    style=st.sampled_from(["A=old\n", "A='old'\n", 'A="old"\n', "export A = old  # c\n"]),
+)
+def test_any_value_reads_back_exactly(value: str, style: str) -> None:
+    new = edit_text("# top\n" + style + "B=keep\n", {"A": value})
+    assert parse_values(new) == {"A": value, "B": "keep"}
+    assert new.startswith("# top\n") and new.endswith("B=keep\n")
+
+
+def test_control_characters_are_refused() -> None:
+    with pytest.raises(WriteError, match="control character"):
+        edit_text("A=1\n", {"A": "a\nB=2"})
+
+
+def test_diff_masks_secrets_in_context_lines() -> None:
+    old = FIXTURE.read_text()
+    new = edit_text(old, {"FF_RETRIEVAL_DUAL_WRITE": "OFF"})
+    diff = render_diff(".env.staging", old, new)
+    assert "-export FF_RETRIEVAL_DUAL_WRITE='on'" in diff
+    assert "+export FF_RETRIEVAL_DUAL_WRITE='OFF'" in diff
+    assert "s3cret-pw" not in diff
+    assert 'postgresql://retrieval:***@db.staging.internal:5432/outbox"' in diff
+
+
+# -- writing -----------------------------------------------------------------------------------
+def _copy_fixture(tmp_path: Path, mode: int = 0o640) -> Path:
+    path = tmp_path / ".env.staging"
+    path.write_bytes(FIXTURE.read_bytes())
+    path.chmod(mode)
+    return path
+
+
+def test_write_keeps_mode_makes_identical_backup_and_leaves_no_temp(tmp_path: Path) -> None:
+    path = _copy_fixture(tmp_path)
+    snapshot = read_env(path)
+    new = edit_text(snapshot.text, {"FF_RETRIEVAL_DUAL_WRITE": "OFF"})
+    backup = write_env(snapshot, new, backup=True)
+    assert backup == tmp_path / ".env.staging.bak"
+    assert backup.read_bytes() == FIXTURE.read_bytes()
+    assert path.read_text() == new
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.staging", ".env.staging.bak"]
+
+
+def test_a_symlinked_env_file_is_edited_at_its_target(tmp_path: Path) -> None:
+    real = _copy_fixture(tmp_path)
+    link = tmp_path / "current.env"
+    link.symlink_to(real.name)
+    snapshot = read_env(link)
+    write_env(snapshot, edit_text(snapshot.text, {"METRIC_ENV": "prod"}), backup=False)
+    assert link.is_symlink()
+    assert parse_values(real.read_text())["METRIC_ENV"] == "prod"
+
+
+def test_a_file_changed_since_it_was_read_is_not_overwritten(tmp_path: Path) -> None:
+    path = _copy_fixture(tmp_path)
+    snapshot = read_env(path)
+    path.write_text("SOMEONE=else\n")
+    with pytest.raises(WriteError, match="changed since it was read"):
+        write_env(snapshot, "A=1\n", backup=True)
+    assert path.read_text() == "SOMEONE=else\n"
+    assert not (tmp_path / ".env.staging.bak").exists()
+
+
+def test_a_failed_rename_leaves_the_original_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _copy_fixture(tmp_path)
+    snapshot = read_env(path)
+
+    def refuse(self: Path, target: Path) -> Path:  # fault injection: a read-only filesystem
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(WriteError, match="Permission denied"):
+        write_env(snapshot, "A=1\n", backup=False)
+    assert path.read_bytes() == FIXTURE.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == [".env.staging"]
+
+
+def test_a_failed_fsync_leaves_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _copy_fixture(tmp_path)
+    snapshot = read_env(path)
+
+    def full(fd: int) -> None:  # fault injection: the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(envfile.os, "fsync", full)
+    with pytest.raises(WriteError, match="No space left"):
+        write_env(snapshot, "A=1\n", backup=True)
+    assert path.read_bytes() == FIXTURE.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == [".env.staging"]
+
+
+def test_a_missing_env_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_env(tmp_path / "nope.env")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_env(tmp_path)
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_bytes(b"A=\xff\n")
+    with pytest.raises(WriteError, match="not UTF-8"):
+        read_env(path)

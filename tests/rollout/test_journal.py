@@ -1,0 +1,137 @@
+"""The rollback journal: exactly CONTRACT §3's fields, whole lines even with concurrent
+writers, and no personal data."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shadowswap.errors import InvalidInput, WriteError
+from shadowswap.rollout.journal import (
+    Journal,
+    JournalEntry,
+    check_operator,
+    check_reason,
+    utc_timestamp,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = ["timestamp", "operator", "env_file", "apply", "result", "duration_s", "changes", "notes"]
+
+
+def entry(**overrides: object) -> JournalEntry:
+    values: dict[str, object] = {
+        "timestamp": utc_timestamp(1_761_058_200),
+        "operator": "alice",
+        "env_file": ".env.staging",
+        "apply": False,
+        "result": "success",
+        "duration_s": 12.3,
+        "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"},
+        "notes": "dry-run staging",
+    }
+    values.update(overrides)
+    return JournalEntry(**values)  # type: ignore[arg-type]
+
+
+def test_a_line_has_exactly_the_contract_fields(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "artifacts" / "rollback_drill_log.ndjson")
+    journal.append(entry())
+    (line,) = journal.path.read_text().splitlines()
+    document = json.loads(line)
+    assert list(document) == FIELDS
+    assert document == {
+        "timestamp": "2025-10-21T14:50:00Z",
+        "operator": "alice",
+        "env_file": ".env.staging",
+        "apply": False,
+        "result": "success",
+        "duration_s": 12.3,
+        "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"},
+        "notes": "dry-run staging",
+    }
+    assert journal.entries() == [entry()]
+
+
+def test_timestamps_are_utc_with_z() -> None:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", utc_timestamp(0))
+    assert utc_timestamp(0) == "1970-01-01T00:00:00Z"
+
+
+def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
+    """Four processes append 100 long lines each at once: 400 whole, valid lines."""
+    path = tmp_path / "journal.ndjson"
+    code = (
+        "import sys\n"
+        "from shadowswap.rollout.journal import Journal, JournalEntry\n"
+        "j = Journal(sys.argv[1])\n"
+        "for i in range(100):\n"
+        "    j.append(JournalEntry('2025-01-01T00:00:00Z', 'w' + sys.argv[2], '.env', True,\n"
+        "        'success', 0.1, {'V%d' % k: 'x' * 50 for k in range(40)}, sys.argv[2] * 9000))\n"
+    )
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), str(n)], env=env) for n in range(4)
+    ]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0, 0]
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    documents = [json.loads(line) for line in lines[:-1]]
+    assert len(documents) == 400
+    for document in documents:
+        assert document["notes"] == document["operator"][1:] * 9000
+
+
+def test_an_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "artifacts"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(WriteError, match="journal cannot be opened"):
+        Journal(blocker / "rollback_drill_log.ndjson").append(entry())
+
+
+def test_no_personal_data_is_added(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.ndjson")
+    journal.append(entry())
+    text = journal.path.read_text()
+    assert socket.gethostname() not in text
+    assert str(tmp_path) not in text
+    user = getpass.getuser()
+    assert f'"{user}"' not in text
+
+
+@pytest.mark.parametrize("name", ["alice", "bob.smith", "on-call 2", "sre_team"])
+def test_operator_handles_are_accepted(name: str) -> None:
+    assert check_operator(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("alice@example.com", "e-mail"),
+        ("", "not accepted"),
+        ("a\nb", "not accepted"),
+        ("x" * 65, "not accepted"),
+    ],
+)
+def test_operator_refusals(name: str, why: str) -> None:
+    with pytest.raises(InvalidInput, match=why):
+        check_operator(name)
+
+
+def test_reason_refusals() -> None:
+    assert check_reason(" incident-123 ") == "incident-123"
+    for bad, why in [
+        ("", "empty"),
+        ("call bob@example.com", "e-mail"),
+        ("two\nlines", "one line"),
+        ("x" * 501, "one line"),
+    ]:
+        with pytest.raises(InvalidInput, match=why):
+            check_reason(bad)
