@@ -244,6 +244,10 @@ class Settings(BaseSettings):
     observations_retention_days: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
         "RETRIEVAL_OBSERVATIONS_RETENTION_DAYS", 90
     )
+    # Dual write (issue 4, docs/dual-write.md): a background batch slower counts as failed
+    dual_write_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
+        "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS", 500
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,220 @@
+"""The default outbox: one SQLite file (``RETRIEVAL_DUAL_WRITE_OUTBOX_URL``, a path).
+
+Why SQLite: it is on every machine, needs no server, and its WAL mode gives exactly what the
+outbox promises. ``synchronous=FULL`` makes each commit fsync the WAL before ``append``
+returns, so an item acknowledged as enqueued survives the process being killed at any
+instant (``tests/dualwrite/test_crash.py`` kills a writer with SIGKILL) and a power cut too.
+Several processes on one machine may share the file (the service appends, cron replays):
+writers take the file's write lock with ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout``.
+Replicas on several machines need the PostgreSQL outbox instead.
+
+Schema (format 1)::
+
+    outbox_meta      (key, value)                 format
+    outbox_items     (seq INTEGER PRIMARY KEY AUTOINCREMENT — never reused, tenant, doc_id,
+                      destination, op, content_hash, trace_id, created_at, attempts,
+                      last_error, last_attempt_at, lease_owner, lease_until): no content
+    outbox_dropped   (tenant, doc_id, destination) -> reason, dropped_at: for reconcile
+    outbox_counters  size (kept by triggers), dropped_full, dropped_ttl
+
+A file that is not a SQLite database, or one that belongs to something else, is refused with
+an error naming the file; nothing is ever written to it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from shadowswap.dualwrite.sql_outbox import Query, SqlOutbox
+from shadowswap.errors import (
+    ConfigError,
+    CorruptStore,
+    IncompatibleStore,
+    StoreError,
+    StoreUnavailable,
+)
+
+FORMAT = "1"
+_TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    content_hash TEXT,
+    trace_id TEXT,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    last_attempt_at REAL,
+    lease_owner TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_items_key ON outbox_items (tenant, doc_id, seq);
+CREATE INDEX IF NOT EXISTS outbox_items_created ON outbox_items (created_at);
+CREATE TABLE IF NOT EXISTS outbox_dropped (
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    dropped_at REAL NOT NULL,
+    PRIMARY KEY (tenant, doc_id, destination)
+);
+CREATE TABLE IF NOT EXISTS outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO outbox_counters (name, value)
+    VALUES ('size', 0), ('dropped_full', 0), ('dropped_ttl', 0);
+CREATE TRIGGER IF NOT EXISTS outbox_items_added AFTER INSERT ON outbox_items
+    BEGIN UPDATE outbox_counters SET value = value + 1 WHERE name = 'size'; END;
+CREATE TRIGGER IF NOT EXISTS outbox_items_removed AFTER DELETE ON outbox_items
+    BEGIN UPDATE outbox_counters SET value = value - 1 WHERE name = 'size'; END;
+"""
+_HINT = "move the file away or set RETRIEVAL_DUAL_WRITE_OUTBOX_URL to another path"
+
+
+class _Q:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, tuple(params)).fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._db.execute(sql, tuple(params)).fetchone()
+        return row
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._db.execute(sql, tuple(params)).rowcount
+
+
+class SqliteOutbox(SqlOutbox):
+    """The outbox in a SQLite file; see the module docstring.
+
+    >>> import tempfile, pathlib
+    >>> box = SqliteOutbox(pathlib.Path(tempfile.mkdtemp()) / "outbox.sqlite3")
+    >>> box.stats().size
+    0
+    """
+
+    tables: ClassVar[dict[str, str]] = {
+        "items": "outbox_items",
+        "dropped": "outbox_dropped",
+        "counters": "outbox_counters",
+    }
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        self._path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()
+        self._db = self._open()
+
+    @property
+    def location(self) -> str:
+        return str(self._path)
+
+    # -- opening --------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        if self._path.is_dir():
+            raise ConfigError(
+                "RETRIEVAL_DUAL_WRITE_OUTBOX_URL",
+                str(self._path),
+                "this is a directory; give the path of the outbox file, such as "
+                f"{self._path / 'outbox.sqlite3'}",
+            )
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                "outbox", "open", f"cannot create the directory of {self._path}: {exc}"
+            ) from exc
+        with self._edge("open"):
+            db = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                self._prepare(db)
+            except BaseException:
+                db.close()
+                raise
+        return db
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = tables - set(_TABLES) - {"sqlite_sequence"}
+        if tables and "outbox_meta" not in tables:
+            raise IncompatibleStore(
+                "outbox",
+                "open",
+                f"{self._path} is a SQLite database but not a shadowswap outbox (it holds "
+                f"tables {', '.join(sorted(foreign)) or 'of another program'}); {_HINT}",
+            )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.executescript(_SCHEMA)
+        db.execute("INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('format', ?)", (FORMAT,))
+        row = db.execute("SELECT value FROM outbox_meta WHERE key = 'format'").fetchone()
+        if row is None or row[0] != FORMAT:
+            raise IncompatibleStore(
+                "outbox",
+                "open",
+                f"{self._path} has outbox format {row[0] if row else None!r}; this version "
+                f"reads format {FORMAT}",
+            )
+
+    # -- SqlOutbox ------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, op: str, *, write: bool = True) -> Iterator[Query]:
+        with self._lock, self._edge(op):
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield _Q(self._db)
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _size(self, q: Query) -> int:
+        row = q.one("SELECT value FROM outbox_counters WHERE name = 'size'")
+        return 0 if row is None else int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _edge(self, op: str) -> Iterator[None]:
+        """SQLite's errors, mapped to ours; every message names the file."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except sqlite3.ProgrammingError as exc:
+            raise StoreUnavailable("outbox", op, f"{self._path}: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable("outbox", op, f"{self._path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStore(
+                "outbox",
+                op,
+                str(self._path),
+                f"not a readable shadowswap outbox ({exc}); {_HINT}",
+            ) from exc

@@ -1,0 +1,543 @@
+"""The dual writer: every write goes to the backend serving the tenant's reads, and is carried
+to the other backend without ever failing, slowing or losing anything because of it.
+
+Which backend is written synchronously and which is *deferred* comes from
+`shadowswap.rollout.decisions.write_plan` (CONTRACT §1), asked once per call with the
+settings of that call. The synchronous write's failure is the caller's failure. The deferred
+write never is.
+
+Ordering, and why
+    1. Each change is appended to the outbox (one fsync'd commit), then the synchronous
+       backend is written. When the synchronous write fails, the appended items are
+       discarded. Appending first means a crash between the two leaves an item for a write
+       the source may not hold (recognised by the replay rules) rather than a committed
+       write that no item describes (drift only reconcile would find). The append runs on
+       the caller's thread: running it alongside the synchronous write on another thread
+       was measured slower at p99 on a loaded 2-core machine (the hand-off between threads
+       costs more than the fsync it overlaps; ``benchmarks/bench_dualwrite.py``).
+    2. The caller gets its answer. Nothing else is on its path: a slow, hung or dead target
+       costs the caller nothing (``benchmarks/bench_dualwrite.py`` measures it).
+    3. Breaker closed: the items were appended *leased to this writer*, and its background
+       `shadowswap.dualwrite.applier.Applier` applies them to the deferred backend within
+       milliseconds, one batch (up to 100 changes) at a time, in write order, through the
+       breaker, by the replay rules (`shadowswap.dualwrite.replay`), then acks them. A batch
+       that fails, or takes longer than ``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``, counts against
+       the breaker; a failed batch leaves its items for ``replay-outbox`` (attempts + 1, last
+       error). Breaker open: the items are appended unleased, for ``replay-outbox``, and the
+       write is counted as skipped (``circuit_open``).
+
+Why not write the deferred backend inline after the synchronous write: the caller would wait
+for the target on every write (a 300 ms target under a 500 ms deadline would add 300 ms to
+each write, forever, without ever opening the breaker), which runbook 000 forbids ("none of
+that may fail or slow the caller's write"). Why the deadline is not a cancellation: a batch
+is never abandoned, so batches never overlap and changes of one document are applied in
+order; a hung backend holds the applier's thread (until the adapter's own timeout, 10 s for
+Chroma), its backlog fills, and later writes go to the outbox for ``replay-outbox``.
+Why append *before* acknowledging rather than keep the change in memory: a crash right after
+the acknowledgement would lose it (``tests/dualwrite/test_crash.py``). Why the lease: a
+replay (cron) leaves the items the writer is applying alone; if the writer dies, its leases
+expire (60 s) and the replay takes them.
+
+If the process dies between the append and the synchronous commit, an item may describe a
+change the synchronous backend never committed: replay applies a change only while the
+source backend still holds it and leaves mismatching items alone while they are younger than
+its in-flight grace.
+
+Every document is canonicalised (unit vectors under cosine) before its content hash is put in
+the outbox, so the hash is the one both stores hold: the idempotency key
+``(tenant, doc_id, content_hash)`` of runbook 000.
+
+Metrics: ``dual_write_error`` for each write whose deferred apply failed (or whose change could
+not be recorded), ``dual_write_skipped("circuit_open")`` for each write the breaker refused,
+the outbox size and oldest age after every append and applied batch (and on demand,
+`DualWriter.refresh_metrics`, for ``/metrics``), and drops by reason, taken from the outbox's
+stored totals so that drops made by another process (a replay expiring items) count too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from shadowswap.clock import Clock
+from shadowswap.config import Settings, SettingsSource
+from shadowswap.dualwrite.applier import Applier, Jobs
+from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
+from shadowswap.dualwrite.outbox import (
+    Appended,
+    Change,
+    Item,
+    Key,
+    Op,
+    Outbox,
+    OutboxStats,
+)
+from shadowswap.dualwrite.replay import Replayer
+from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
+from shadowswap.metrics import MetricsSink
+from shadowswap.rollout.decisions import Role, write_plan
+from shadowswap.similarity import Metric, canonical_vector
+from shadowswap.stores.base import VectorStore
+from shadowswap.values import Document, check_doc_ids, check_tenant
+
+log = logging.getLogger("shadowswap.dualwrite.writer")
+
+#: What happened to the deferred write of one call.
+#: none        dual write does not apply to this tenant (or is off)
+#: deferred    in the outbox, being applied by this writer in the background
+#: queued      in the outbox for replay-outbox (breaker open, or the applier is backlogged)
+#: dropped     some changes were refused by a full outbox: recorded for reconcile
+#: unrecorded  the outbox itself failed: tried on the backend directly, logged with doc ids
+Outcome = Literal["none", "deferred", "queued", "dropped", "unrecorded"]
+_LOGGED_IDS = 20
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The answer to one dual write. ``written``/``unchanged`` are the synchronous backend's
+    (for a delete, ``written`` is the number of documents it removed)."""
+
+    tenant: str
+    op: Op
+    sync: str
+    written: int
+    unchanged: int
+    deferred: str | None
+    outcome: Outcome
+    queued: int = 0
+    dropped: int = 0
+    trace_id: str | None = None
+
+
+class DualWriter:
+    """Writes to the synchronous backend and carries each change to the other one.
+
+    >>> import tempfile
+    >>> from shadowswap.clock import SystemClock
+    >>> from shadowswap.config import StaticSettings, load_settings
+    >>> from shadowswap.dualwrite import Breaker, MemoryOutbox
+    >>> from shadowswap.metrics import NullSink
+    >>> from shadowswap.stores.faiss import FaissStore
+    >>> from shadowswap.stores.memory import MemoryStore
+    >>> settings = StaticSettings(load_settings(environ={
+    ...     "RETRIEVAL_BACKEND": "memory", "RETRIEVAL_TARGET_BACKEND": "faiss",
+    ...     "FF_RETRIEVAL_DUAL_WRITE": "ON"}))
+    >>> clock, sink = SystemClock(), NullSink()
+    >>> target = FaissStore(tempfile.mkdtemp())
+    >>> writer = DualWriter(MemoryStore(), target, settings, MemoryOutbox(),
+    ...                     Breaker(clock, sink), sink, clock)
+    >>> writer.upsert("acme", [Document("acme", "a", [1.0, 0.0])]).outcome
+    'deferred'
+    >>> writer.flush(5.0), target.count("acme")
+    (True, 1)
+    >>> writer.close()
+    """
+
+    def __init__(
+        self,
+        primary: VectorStore,
+        target: VectorStore | None,
+        settings: SettingsSource,
+        outbox: Outbox,
+        breaker: Breaker,
+        sink: MetricsSink,
+        clock: Clock,
+        *,
+        lease_s: float = 60.0,
+        max_batch_items: int = 100,
+        max_backlog_items: int = 1000,
+    ) -> None:
+        if target is not None and target.metric != primary.metric:
+            raise ConfigError(
+                "RETRIEVAL_METRIC",
+                primary.metric.value,
+                f"the target store uses {target.metric.value!r}; both stores must use one metric "
+                "so that a document has one content hash",
+            )
+        if target is not None and target.kind == primary.kind:
+            raise ConfigError(
+                "RETRIEVAL_TARGET_BACKEND", target.kind, "the target must be another kind of store"
+            )
+        self._stores: dict[Role, VectorStore | None] = {"primary": primary, "target": target}
+        self._by_kind = {s.kind: s for s in (primary, target) if s is not None}
+        self._metric: Metric = primary.metric
+        self._settings = settings
+        self._outbox = outbox
+        self._breaker = breaker
+        self._sink = sink
+        self._clock = clock
+        self._lease_s = lease_s
+        self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualwrite-direct")
+        self._applier = Applier(
+            self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
+        )
+        self._lock = threading.Lock()
+        self._drops_seen: OutboxStats | None = None
+        try:
+            self._report(outbox.stats())
+        except ShadowswapError as exc:
+            log.error(
+                "cannot read the outbox", extra={"outbox": outbox.location, "error": str(exc)}
+            )
+
+    # -- the boundary ---------------------------------------------------------------------
+    def upsert(
+        self, tenant: str, documents: Sequence[Document], trace_id: str | None = None
+    ) -> WriteResult:
+        """Write ``documents`` of ``tenant``; raises only when the synchronous backend fails
+        (or the input is bad)."""
+        check_tenant(tenant)
+        settings = self._settings.current()
+        sync, deferred = self._plan(settings, tenant)
+        if deferred is None:
+            report = sync.upsert(tenant, documents)
+            return WriteResult(
+                tenant, "upsert", sync.kind, report.written, report.unchanged, None, "none",
+                trace_id=trace_id,
+            )  # fmt: skip
+        docs = _canonical(tenant, documents, self._metric)
+        written = unchanged = 0
+
+        def write_sync() -> None:
+            nonlocal written, unchanged
+            report = sync.upsert(tenant, docs)
+            written, unchanged = report.written, report.unchanged
+
+        job = _Job(
+            settings, tenant, "upsert", [Change.upsert(d, deferred.kind, trace_id) for d in docs],
+            write_sync, lambda: deferred.upsert(tenant, docs), deferred.kind, trace_id,
+        )  # fmt: skip
+        outcome, queued, dropped = self._dual(job)
+        return WriteResult(
+            tenant, "upsert", sync.kind, written, unchanged, deferred.kind, outcome, queued,
+            dropped, trace_id,
+        )  # fmt: skip
+
+    def delete(
+        self, tenant: str, doc_ids: Sequence[str], trace_id: str | None = None
+    ) -> WriteResult:
+        """Delete ``doc_ids`` of ``tenant``; deletes travel exactly as upserts do."""
+        check_tenant(tenant)
+        ids = check_doc_ids(doc_ids)
+        settings = self._settings.current()
+        sync, deferred = self._plan(settings, tenant)
+        if deferred is None:
+            removed = sync.delete(tenant, ids)
+            return WriteResult(
+                tenant, "delete", sync.kind, removed, 0, None, "none", trace_id=trace_id
+            )
+        removed = 0
+
+        def write_sync() -> None:
+            nonlocal removed
+            removed = sync.delete(tenant, ids)
+
+        changes = [Change.delete(tenant, d, deferred.kind, trace_id) for d in ids]
+        job = _Job(
+            settings, tenant, "delete", changes, write_sync,
+            lambda: deferred.delete(tenant, ids), deferred.kind, trace_id,
+        )  # fmt: skip
+        outcome, queued, dropped = self._dual(job)
+        return WriteResult(
+            tenant, "delete", sync.kind, removed, 0, deferred.kind, outcome, queued, dropped,
+            trace_id,
+        )  # fmt: skip
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until the background applier has handled every write made so far (applied,
+        or left for replay-outbox); False on timeout. For tests and graceful shutdown."""
+        return self._applier.flush(timeout_s)
+
+    def refresh_metrics(self) -> OutboxStats:
+        """Expire old items and report the stored outbox size, oldest age and drops (also
+        those made by other processes). For ``/metrics`` and ``/status``; raises
+        `shadowswap.errors.StoreError` when the outbox cannot be read."""
+        settings = self._settings.current()
+        expired = self._outbox.expire(now=self._clock.now(), ttl_s=settings.outbox_ttl_s)
+        _log_expired(expired, settings)
+        stats = self._outbox.stats()
+        self._report(stats)
+        return stats
+
+    @property
+    def breaker(self) -> Breaker:
+        return self._breaker
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Apply what is pending (up to ``timeout_s``), then stop the worker threads. Items
+        still leased to this writer are taken by replay-outbox once their lease expires."""
+        self._pool.shutdown(wait=True)
+        self._applier.close(timeout_s)
+
+    # -- the caller's path ----------------------------------------------------------------
+    def _plan(self, settings: Settings, tenant: str) -> tuple[VectorStore, VectorStore | None]:
+        plan = write_plan(settings, tenant)
+        sync = self._store(plan.sync)
+        return sync, (self._store(plan.deferred) if plan.deferred is not None else None)
+
+    def _store(self, role: Role) -> VectorStore:
+        store = self._stores[role]
+        if store is None:
+            raise ConfigError(
+                "RETRIEVAL_TARGET_BACKEND",
+                "",
+                "dual write needs the target store, but this writer was built without one",
+            )
+        return store
+
+    def _dual(self, job: _Job) -> tuple[Outcome, int, int]:
+        settings = job.settings
+        refused = self._breaker.refuses(BreakerConfig(settings.cb_threshold, settings.cb_window_s))
+        own = not refused and self._applier.has_room(len(job.changes))
+        appended = self._append(job, self.owner if own else None)
+        try:
+            job.write_sync()
+        except BaseException:
+            self._discard(appended)
+            raise
+        if refused:
+            self._sink.dual_write_skipped("circuit_open")
+        if appended is None:
+            if not refused:
+                self._pool.submit(self._direct, job)
+            return "unrecorded", 0, 0
+        queued, dropped = len(appended.seqs), len(appended.refused)
+        outcome: Outcome = "queued"
+        if own and appended.seqs:
+            stored = zip(appended.seqs, job.changes[:queued], strict=True)
+            items = [Item.of(seq, change, appended.created_at) for seq, change in stored]
+            if self._applier.offer(items):
+                outcome = "deferred"
+            else:  # closed or backlogged meanwhile: replay-outbox will take them
+                self._outbox.release(self.owner, appended.seqs)
+        return ("dropped" if dropped else outcome), queued, dropped
+
+    def _append(self, job: _Job, owner: str | None) -> Appended | None:
+        settings, changes, fields = job.settings, job.changes, job.fields()
+        try:
+            appended = self._outbox.append(
+                changes,
+                now=self._clock.now(),
+                capacity=settings.outbox_max,
+                ttl_s=settings.outbox_ttl_s,
+                lease_owner=owner,
+                lease_s=self._lease_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - the deferred side never fails the caller
+            self._sink.dual_write_error()
+            log.error(
+                "outbox append failed: the change is recorded nowhere but here; run "
+                "shadowswap reconcile for these documents",
+                extra={**fields, **_error_fields(exc), **_ids(changes)},
+            )
+            return None
+        if appended.refused:
+            log.warning(
+                "outbox full: change dropped and recorded for reconcile",
+                extra={
+                    **fields,
+                    **_ids(list(appended.refused)),
+                    "capacity": settings.outbox_max,
+                    "reason": "full",
+                },
+            )
+        _log_expired(appended.expired, settings)
+        self._report(appended.stats)
+        return appended
+
+    def _discard(self, appended: Appended | None) -> None:
+        """The synchronous write failed: take back what was appended for it."""
+        try:
+            if appended is not None and appended.seqs:
+                self._outbox.discard(appended.seqs)
+        except Exception as exc:  # noqa: BLE001 - replay recognises such items anyway
+            log.warning(
+                "could not discard outbox items of a failed write", extra=_error_fields(exc)
+            )
+
+    # -- the background path --------------------------------------------------------------
+    def _apply(self, jobs: Jobs) -> None:
+        """One batch of this writer's own items, on the applier's thread."""
+        items = [item for job in jobs for item in job]
+        if not items:
+            return
+        settings = self._settings.current()
+        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
+        seqs = [i.seq for i in items]
+        kinds = ",".join(sorted({i.destination for i in items}))
+        fields = {"writes": len(jobs), "items": len(items), "backend": kinds}
+        ticket = self._breaker.attempt(config)
+        if ticket is None:  # opened since these writes were made: leave them to the replay
+            for _ in jobs:
+                self._sink.dual_write_skipped("circuit_open")
+            self._outbox.release(self.owner, seqs)
+            self._report_quietly()
+            return
+        replayer = Replayer(
+            self._outbox, self._store_of, settings, self._sink, self._clock,
+            owner=self.owner, grace_s=0.0, later=self._applier.has_newer,
+        )  # fmt: skip
+        deadline_s = settings.dual_write_timeout_ms / 1000.0
+        started = self._clock.monotonic()
+        try:
+            report = replayer.apply(items)
+        except Exception as exc:  # noqa: BLE001 - the items go back to the replay
+            problem: str | None = _describe(exc)
+            failed = len(items)
+            self._outbox.release(self.owner, seqs)
+        else:
+            problem, failed = report.stopped, report.failed
+        elapsed = self._clock.monotonic() - started
+        slow = elapsed > deadline_s
+        # Items the backend refused one by one (a dimension it does not hold) say nothing of
+        # its health: only an unreachable, failing or slow backend counts against the breaker.
+        self._breaker.record(ticket, ok=problem is None and not slow, config=config)
+        if slow and problem is None:
+            log.warning(
+                "deferred write slower than RETRIEVAL_DUAL_WRITE_TIMEOUT_MS",
+                extra={**fields, "elapsed_ms": round(elapsed * 1000), "deadline_s": deadline_s},
+            )
+        if problem is not None or failed:
+            for _ in range(len(jobs) if failed == len(items) else 1):
+                self._sink.dual_write_error()
+            log.warning(
+                "deferred write failed; the failed changes stay in the outbox for replay-outbox",
+                extra={**fields, "failed": failed, "detail": (problem or "items refused")[:300]},
+            )
+        self._report_quietly()
+
+    def _direct(self, job: _Job) -> None:
+        """The outbox failed: try the backend directly, once, so the change may still land."""
+        settings = job.settings
+        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
+        ticket = self._breaker.attempt(config)
+        if ticket is None:
+            return
+        try:
+            job.write_deferred()
+        except Exception as exc:  # noqa: BLE001 - logged; the change is lost for this backend
+            self._breaker.record(ticket, ok=isinstance(exc, InvalidInput), config=config)
+            self._sink.dual_write_error()
+            log.error(
+                "direct deferred write failed too: run shadowswap reconcile for these documents",
+                extra={**job.fields(), **_error_fields(exc), **_ids(job.changes)},
+            )
+            return
+        self._breaker.record(ticket, ok=True, config=config)
+
+    def _store_of(self, kind: str) -> VectorStore:
+        store = self._by_kind.get(kind)
+        if store is None:
+            raise ConfigError(
+                "RETRIEVAL_TARGET_BACKEND", kind, "this writer has no store of that kind"
+            )
+        return store
+
+    # -- metrics --------------------------------------------------------------------------
+    def _report(self, stats: OutboxStats) -> None:
+        """Size and age as stored; drops as the increase of the stored totals."""
+        self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
+        with self._lock:
+            seen, self._drops_seen = self._drops_seen, stats
+        if seen is None:
+            return
+        for reason in ("full", "ttl"):
+            delta = stats.dropped(reason) - seen.dropped(reason)
+            if delta > 0:
+                self._sink.outbox_dropped(reason, delta)
+
+    def _report_quietly(self) -> None:
+        try:
+            self._report(self._outbox.stats())
+        except Exception as exc:  # noqa: BLE001 - a metrics refresh must never raise
+            log.warning("outbox metrics refresh failed", extra=_error_fields(exc))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One dual write: the settings it read, what to write where, and its log fields."""
+
+    settings: Settings
+    tenant: str
+    op: Op
+    changes: list[Change]
+    write_sync: Callable[[], None]
+    write_deferred: Callable[[], object]
+    deferred_kind: str
+    trace_id: str | None
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "tenant": self.tenant,
+            "trace_id": self.trace_id,
+            "op": self.op,
+            "backend": self.deferred_kind,
+        }
+
+
+def _canonical(tenant: str, documents: Sequence[Document], metric: Metric) -> list[Document]:
+    """The documents as the stores will keep them (unit vectors under cosine), last of
+    duplicate ids kept: their content hashes are the ones both stores will hold."""
+    if isinstance(documents, Document) or not isinstance(documents, Sequence):
+        raise InvalidInput("documents", "expected a list of documents")
+    by_id: dict[str, Document] = {}
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise InvalidInput(f"documents[{i}]", "expected a Document")
+        if doc.tenant != tenant:
+            raise InvalidInput(
+                f"documents[{i}].tenant",
+                f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
+            )
+        vector = canonical_vector(doc.vector, metric, f"documents[{i}].vector")
+        by_id[doc.doc_id] = doc if vector is doc.vector else doc.with_vector(vector)
+    return list(by_id.values())
+
+
+def _ids(changes: Sequence[Change]) -> dict[str, object]:
+    """Doc ids for a log line (ids are not content), at most a few, and how many in all."""
+    return {
+        "doc_ids": [c.doc_id for c in changes[:_LOGGED_IDS]],
+        "documents": len(changes),
+        "tenants": sorted({c.tenant for c in changes}),
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    """Our errors' messages never hold content; anything else is named by type only."""
+    return (
+        f"{type(exc).__name__}: {exc}" if isinstance(exc, ShadowswapError) else type(exc).__name__
+    )
+
+
+def _error_fields(exc: BaseException) -> dict[str, object]:
+    """Our errors' messages never hold content; anything else is logged by type only."""
+    detail = str(exc)[:300] if isinstance(exc, ShadowswapError) else ""
+    return {"error": type(exc).__name__, "detail": detail}
+
+
+def _log_expired(expired: Sequence[Key], settings: Settings) -> None:
+    if expired:
+        log.warning(
+            "outbox items older than RETRIEVAL_DUAL_WRITE_OUTBOX_TTL_S dropped and recorded "
+            "for reconcile",
+            extra={
+                "reason": "ttl",
+                "ttl_s": settings.outbox_ttl_s,
+                "documents": len(expired),
+                "doc_ids": [k[1] for k in expired[:_LOGGED_IDS]],
+                "tenants": sorted({k[0] for k in expired}),
+            },
+        )

@@ -1,0 +1,60 @@
+"""Fixtures for the dual-write tests: every outbox implementation, documents, settings."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shadowswap.config import Settings, StaticSettings, load_settings
+from shadowswap.dualwrite.memory_outbox import MemoryOutbox
+from shadowswap.dualwrite.outbox import Outbox
+from shadowswap.dualwrite.postgres_outbox import PostgresOutbox
+from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
+from shadowswap.values import Document
+from tests.servers import fresh_database
+
+KINDS = ("memory", "sqlite", "postgres")
+
+
+def make_outbox(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Outbox:
+    if kind == "memory":
+        return MemoryOutbox()
+    if kind == "sqlite":
+        return SqliteOutbox(tmp_path / "outbox.sqlite3")
+    dsn = request.getfixturevalue("postgres_dsn")
+    return PostgresOutbox(fresh_database(dsn, "outbox"))
+
+
+@pytest.fixture(params=KINDS)
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
+    box = make_outbox(request.param, tmp_path, request)
+    yield box
+    box.close()
+
+
+def doc(tenant: str, doc_id: str, version: int = 0, dim: int = 8) -> Document:
+    """A document whose content depends on (doc_id, version): a new version, a new hash."""
+    seed = int(hashlib.sha256(f"{doc_id}/{version}".encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    vector = rng.normal(size=dim).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    return Document(
+        tenant, doc_id, vector, {"version": version, "lang": "fr"}, text=f"v{version} {doc_id}"
+    )
+
+
+def settings(**env: str) -> Settings:
+    base = {
+        "RETRIEVAL_BACKEND": "memory",
+        "RETRIEVAL_TARGET_BACKEND": "faiss",
+        "FF_RETRIEVAL_DUAL_WRITE": "ON",
+    }
+    return load_settings(environ={**base, **env})
+
+
+def static(**env: str) -> StaticSettings:
+    return StaticSettings(settings(**env))

@@ -1,0 +1,223 @@
+"""One contract for every outbox: memory, SQLite, and PostgreSQL (a real server)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from shadowswap.dualwrite.outbox import Change, Outbox
+from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
+from shadowswap.values import Document
+from tests.dualwrite.conftest import KINDS, doc, make_outbox
+
+NOW = 1_000_000.0
+BIG = 10_000
+
+
+def up(tenant: str, doc_id: str, version: int = 0, dest: str = "faiss") -> Change:
+    return Change.upsert(doc(tenant, doc_id, version), dest, trace_id=f"trace-{doc_id}")
+
+
+def rm(tenant: str, doc_id: str, dest: str = "faiss") -> Change:
+    return Change.delete(tenant, doc_id, dest)
+
+
+def append(box: Outbox, *changes: Change, now: float = NOW, capacity: int = BIG) -> list[int]:
+    return list(box.append(changes, now=now, capacity=capacity, ttl_s=3600).seqs)
+
+
+def test_append_stores_changes_with_growing_sequence_numbers(outbox: Outbox) -> None:
+    seqs = append(outbox, up("a", "1"), rm("a", "2"))
+    more = append(outbox, up("b", "3"), now=NOW + 5)
+    assert seqs[0] < seqs[1] < more[0]
+    stats = outbox.stats()
+    assert (stats.size, stats.oldest_created_at) == (3, NOW)
+    assert stats.oldest_age_s(NOW + 10) == 10
+    assert outbox.last_seq() == more[0]
+
+
+def test_sequence_numbers_are_never_reused(outbox: Outbox) -> None:
+    first = append(outbox, up("a", "1"))
+    outbox.discard(first)
+    assert append(outbox, up("a", "1"))[0] > first[0]
+
+
+def test_an_item_records_the_change_and_its_hash(outbox: Outbox) -> None:
+    original = doc("a", "é/1", 3)
+    append(outbox, Change.upsert(original, "faiss", "t-1"), rm("a", "gone"))
+    upsert, delete = outbox.claim("me", limit=10, after=0, upto=BIG, now=NOW).items
+    assert (upsert.tenant, upsert.doc_id, upsert.destination, upsert.op) == (
+        "a", "é/1", "faiss", "upsert",
+    )  # fmt: skip
+    assert (upsert.content_hash, upsert.trace_id) == (original.content_hash, "t-1")
+    assert (delete.op, delete.content_hash, delete.created_at) == ("delete", None, NOW)
+
+
+def test_no_document_content_is_ever_stored(tmp_path: Path) -> None:
+    secret = Document("a", "1", [0.25, 0.5], {"ssn": "SSN-123-45"}, text="TOPSECRET-TEXT")
+    box = SqliteOutbox(tmp_path / "o.sqlite3")
+    box.append([Change.upsert(secret, "faiss")], now=NOW, capacity=9, ttl_s=99)
+    box.close()
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())  # database and WAL
+    assert secret.content_hash.encode() in stored
+    assert b"TOPSECRET" not in stored and b"SSN-123" not in stored
+
+
+def test_capacity_refuses_the_overflow_and_records_it(outbox: Outbox) -> None:
+    result = outbox.append(
+        [up("a", "1"), up("a", "2"), up("a", "3"), rm("b", "4")],
+        now=NOW,
+        capacity=2,
+        ttl_s=3600,
+    )
+    assert len(result.seqs) == 2
+    assert [(c.tenant, c.doc_id) for c in result.refused] == [("a", "3"), ("b", "4")]
+    assert (result.stats.size, result.stats.dropped_full, result.stats.dropped_ttl) == (2, 2, 0)
+    dropped = {(d.tenant, d.doc_id, d.destination, d.reason) for d in outbox.dropped()}
+    assert dropped == {("a", "3", "faiss", "full"), ("b", "4", "faiss", "full")}
+    assert outbox.append([up("a", "5")], now=NOW, capacity=2, ttl_s=3600).refused
+
+
+def test_items_older_than_the_ttl_are_dropped_and_recorded(outbox: Outbox) -> None:
+    append(outbox, up("a", "old"), now=NOW)
+    append(outbox, up("a", "new"), now=NOW + 50)
+    assert outbox.expire(now=NOW + 100, ttl_s=100) == ()
+    expired = outbox.expire(now=NOW + 100.5, ttl_s=100)
+    assert expired == (("a", "old", "faiss"),)
+    stats = outbox.stats()
+    assert (stats.size, stats.dropped_ttl) == (1, 1)
+    assert [(d.doc_id, d.reason) for d in outbox.dropped()] == [("old", "ttl")]
+    # append expires too, before it checks the capacity
+    result = outbox.append([up("a", "x")], now=NOW + 500, capacity=1, ttl_s=100)
+    assert result.expired == (("a", "new", "faiss"),) and len(result.seqs) == 1
+
+
+def test_forget_dropped(outbox: Outbox) -> None:
+    outbox.append([up("a", "1"), up("a", "2")], now=NOW, capacity=0, ttl_s=3600)
+    assert outbox.forget_dropped([("a", "1", "faiss")]) == 1
+    assert [d.doc_id for d in outbox.dropped()] == ["2"]
+    assert outbox.stats().dropped_full == 2  # totals are history, not the list
+
+
+def test_claim_takes_whole_documents_oldest_first(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "x", 1), up("a", "y"), rm("a", "x"), up("a", "z"), up("a", "x", 2))
+    claim = outbox.claim("me", limit=1, after=0, upto=BIG, now=NOW)
+    assert [i.seq for i in claim.items] == [s[0], s[2], s[4]]  # every item of x, not only one
+    assert claim.cursor == s[0]
+    nxt = outbox.claim("me", limit=1, after=claim.cursor, upto=BIG, now=NOW)
+    assert [i.doc_id for i in nxt.items] == ["y"]
+
+
+def test_claim_respects_upto(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"))
+    claim = outbox.claim("me", limit=10, after=0, upto=s[0], now=NOW)
+    assert [i.seq for i in claim.items] == [s[0]]
+
+
+def test_leased_documents_are_not_claimed_by_another_owner(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"))
+    mine = outbox.claim("A", limit=1, after=0, upto=BIG, now=NOW, lease_s=60)
+    assert [i.seq for i in mine.items] == [s[0]]
+    append(outbox, up("a", "1", 5))  # a newer item of the leased document
+    theirs = outbox.claim("B", limit=10, after=0, upto=BIG, now=NOW + 1, lease_s=60)
+    assert [i.doc_id for i in theirs.items] == ["2"]
+    # after the lease expires, C may take document 1 (A died), but not B's document 2
+    late = outbox.claim("C", limit=10, after=0, upto=BIG, now=NOW + 60.5, lease_s=60)
+    assert [i.doc_id for i in late.items] == ["1", "1"]
+
+
+def test_documents_seen_earlier_in_a_run_are_passed_over(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"))
+    first = outbox.claim("me", limit=1, after=0, upto=BIG, now=NOW)
+    outbox.fail("me", [i.seq for i in first.items], "boom", now=NOW)
+    append(outbox, up("a", "1", 2))  # newer item of the failed document
+    nxt = outbox.claim("me", limit=10, after=first.cursor, upto=BIG, now=NOW)
+    assert [i.doc_id for i in nxt.items] == ["2"]
+    assert s  # the failed document waits for the next run
+
+
+def test_only_the_lease_owner_acks_fails_or_releases(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"), up("a", "3"))
+    outbox.claim("A", limit=10, after=0, upto=BIG, now=NOW)
+    assert outbox.ack("B", s) == 0
+    assert outbox.fail("B", s, "x", now=NOW) == 0
+    assert outbox.release("B", s) == 0
+    assert outbox.ack("A", [s[0]]) == 1
+    assert outbox.fail("A", [s[1]], "target down", now=NOW + 3) == 1
+    assert outbox.release("A", [s[2]]) == 1
+    assert outbox.stats().size == 2
+    again = outbox.claim("B", limit=10, after=0, upto=BIG, now=NOW + 4).items
+    failed = next(i for i in again if i.seq == s[1])
+    released = next(i for i in again if i.seq == s[2])
+    assert (failed.attempts, failed.last_error) == (1, "target down")
+    assert (released.attempts, released.last_error) == (0, None)
+
+
+def test_pending_counts_per_tenant_and_operation_without_content(outbox: Outbox) -> None:
+    append(outbox, up("b", "1"), up("a", "1"), up("a", "1", 2), rm("a", "2"), now=NOW)
+    append(outbox, up("a", "3"), now=NOW + 9)
+    claim = outbox.claim("me", limit=1, after=0, upto=BIG, now=NOW)
+    outbox.fail("me", [i.seq for i in claim.items], "x", now=NOW)
+    lines = {(p.tenant, p.op): p for p in outbox.pending()}
+    assert set(lines) == {("a", "upsert"), ("a", "delete"), ("b", "upsert")}
+    a_up = lines[("a", "upsert")]
+    assert (a_up.items, a_up.documents, a_up.oldest_created_at) == (3, 2, NOW)
+    assert lines[("b", "upsert")].failing == 1
+    assert {(p.tenant, p.op) for p in outbox.pending(limit=2)} == {("a", "upsert"), ("b", "upsert")}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_claimers_at_once_never_share_an_item(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    first = make_outbox(kind, tmp_path, request)
+    # a second handle on the same storage, as a second process would have
+    second = (
+        first
+        if kind == "memory"
+        else type(first)(first._dsn if kind == "postgres" else tmp_path / "outbox.sqlite3")
+    )  # type: ignore[attr-defined]
+    try:
+        for start in range(0, 300, 50):
+            append(first, *[up("t", f"d{i % 120}", i) for i in range(start, start + 50)])
+        claimed: dict[str, list[int]] = {"A": [], "B": []}
+        barrier = threading.Barrier(2)
+
+        def drain(owner: str, box: Outbox) -> None:
+            barrier.wait()
+            cursor = 0
+            while True:
+                claim = box.claim(owner, limit=7, after=cursor, upto=BIG, now=NOW)
+                cursor = claim.cursor
+                if not claim.items:
+                    return
+                claimed[owner] += [i.seq for i in claim.items]
+
+        threads = [
+            threading.Thread(target=drain, args=("A", first)),
+            threading.Thread(target=drain, args=("B", second)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not set(claimed["A"]) & set(claimed["B"])
+        assert len(claimed["A"]) + len(claimed["B"]) == 300
+    finally:
+        first.close()
+        if second is not first:
+            second.close()
+
+
+def test_items_appended_leased_are_left_alone_until_the_lease_expires(outbox: Outbox) -> None:
+    mine = outbox.append(
+        [up("a", "1"), up("a", "2")], now=NOW, capacity=BIG, ttl_s=3600, lease_owner="writer",
+        lease_s=60,
+    )  # fmt: skip
+    other = append(outbox, up("a", "3"))
+    assert [i.seq for i in outbox.claim("cron", limit=9, after=0, upto=BIG, now=NOW).items] == other
+    assert outbox.ack("writer", [mine.seqs[0]]) == 1  # the writer applied it
+    late = outbox.claim("cron2", limit=9, after=0, upto=BIG, now=NOW + 60.5).items
+    assert [i.seq for i in late] == [mine.seqs[1]]  # the writer died: its lease expired
