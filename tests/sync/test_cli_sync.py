@@ -121,7 +121,7 @@ def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path
         (["backfill", "--to", "faiss"], {}, "--to"),
         (["backfill", "--max-rate", "0"], {}, "--max-rate"),
         (["backfill"], {"RETRIEVAL_TARGET_BACKEND": ""}, "RETRIEVAL_TARGET_BACKEND"),
-        (["backfill", "--to", "qdrant"], {}, "adapters"),
+        (["backfill", "--to", "pgvector"], {}, "RETRIEVAL_PGVECTOR_URL"),  # no DSN configured
     ],
 )
 def test_bad_usage_exits_2_with_a_message(
