@@ -14,8 +14,8 @@ budget is under a millisecond. Order of the checks, and why:
    the limit and refused at the first byte beyond it.
 4. The application; its answer gets ``traceparent`` and ``X-Trace-Id`` headers.
 5. **Access log**: one JSON line per request (method, path, status, duration, tenant, key
-   id, trace id; never the body). Probes (``/healthz``, ``/readyz``, ``/metrics``) log at
-   DEBUG so that they do not drown the rest.
+   id, trace id, worker pid; never the body). Probes (``/healthz``, ``/readyz``,
+   ``/metrics``) log at DEBUG so that they do not drown the rest.
 6. Any exception that escaped the application's handlers: logged with the trace id, the
    exception's type and where it was raised (no message: it could hold content), and
    answered as a JSON 500 when nothing was sent yet.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -52,6 +53,7 @@ log = logging.getLogger("shadowswap.service")
 PROTECTED_PREFIX = "/internal/retrieval/"
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_PID = os.getpid()  # per worker process: ``--workers N`` starts each in a fresh interpreter
 
 
 class _TooLarge(Exception):
@@ -186,6 +188,7 @@ class GatewayMiddleware:
                 "tenant": state.get("tenant"),
                 "key_id": getattr(principal, "key_id", None),
                 "trace_id": trace,
+                "pid": _PID,
             },
         )
 
