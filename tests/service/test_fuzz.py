@@ -121,7 +121,7 @@ def test_no_input_gives_a_5xx_and_every_4xx_says_why(
         assert (200, "") in seen["GET /internal/retrieval/status"], seen
 
 
-# -- a targeted property test: valid requests with one part replaced by arbitrary JSON ---------
+# -- a targeted property test: valid requests, then one part replaced by arbitrary JSON -------
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: (
@@ -130,41 +130,72 @@ JSON = st.recursive(
     max_leaves=12,
 )
 KEY = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,5}", fullmatch=True)
-META_VALUE = st.one_of(st.text(max_size=10), st.integers(), st.floats(), st.booleans(), JSON)
-FINITE8 = st.lists(st.floats(-1e6, 1e6, width=32), min_size=8, max_size=8)
-VECTOR8 = FINITE8 | st.lists(st.floats(width=32), min_size=8, max_size=8)
-TENANT = st.sampled_from(["tenant-a", "acme", "nobody", "a" * 64]) | st.text(max_size=70)
+VALUE = (
+    st.text(max_size=10)
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+METADATA = st.dictionaries(KEY, VALUE, max_size=5)
+VECTOR8 = st.lists(st.floats(0.5, 1e6, width=32), min_size=8, max_size=8)
+TENANT = st.sampled_from(["tenant-a", "acme", "nobody", "a" * 64])
+DOC_ID = st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True)
+
+
+@st.composite
+def valid_requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    endpoint = draw(st.sampled_from(["search", "upsert", "delete"]))
+    tenant = draw(TENANT)
+    if endpoint == "search":
+        body: dict[str, Any] = {"tenant": tenant, "vector": draw(VECTOR8),
+                                "k": draw(st.integers(1, 1000))}  # fmt: skip
+        if draw(st.booleans()):
+            body["filter"] = draw(METADATA)
+    elif endpoint == "upsert":
+        docs = []
+        for _ in range(draw(st.integers(1, 3))):
+            doc: dict[str, Any] = {"doc_id": draw(DOC_ID), "vector": draw(VECTOR8)}
+            if draw(st.booleans()):
+                doc["metadata"] = draw(METADATA)
+            if draw(st.booleans()):
+                doc["text"] = draw(st.text(max_size=40))
+            docs.append(doc)
+        body = {"tenant": tenant, "documents": docs}
+    else:
+        body = {"tenant": tenant, "doc_ids": draw(st.lists(DOC_ID, min_size=1, max_size=4))}
+    return endpoint, body
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
 
 
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, Any]:
-    endpoint = draw(st.sampled_from(["search", "upsert", "delete"]))
-    if endpoint == "search":
-        body: dict[str, Any] = {
-            "tenant": draw(TENANT),
-            "vector": draw(VECTOR8 | JSON),
-            "k": draw(st.integers(-2, 1002) | JSON),
-        }
-        if draw(st.booleans()):
-            body["filter"] = draw(st.dictionaries(KEY, META_VALUE, max_size=5) | JSON)
-    elif endpoint == "upsert":
-        doc_id = draw(st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True) | st.text(max_size=12))
-        doc = {"doc_id": doc_id, "vector": draw(VECTOR8 | JSON)}
-        if draw(st.booleans()):
-            doc["metadata"] = draw(st.dictionaries(KEY, META_VALUE, max_size=5) | JSON)
-        if draw(st.booleans()):
-            doc["text"] = draw(st.text(max_size=30) | JSON)
-        body = {
-            "tenant": draw(TENANT),
-            "documents": draw(st.lists(st.just(doc), max_size=2) | JSON),
-        }
-    else:
-        body = {"tenant": draw(TENANT), "doc_ids": draw(st.lists(st.text(max_size=8)) | JSON)}
-    if draw(st.integers(0, 9)) == 0:  # now and then, a field dropped or added
-        if draw(st.booleans()) and body:
-            body.pop(draw(st.sampled_from(sorted(body))))
-        else:
-            body[draw(st.text(max_size=6))] = draw(JSON)
+    """A valid request (a third of the time), else one with a part replaced by arbitrary
+    JSON (or a string, a huge number, NaN), dropped, or an unknown field added."""
+    endpoint, body = draw(valid_requests())
+    if draw(st.integers(0, 2)) == 0:
+        return endpoint, body
+    path = draw(st.sampled_from(_paths(body)))
+    parent = body
+    for part in path[:-1]:
+        parent = parent[part]
+    action = draw(st.sampled_from(["replace", "replace", "drop", "add"]))
+    if action == "replace":
+        odd = st.sampled_from([float("nan"), float("inf"), 2**70, -(2**64), "\u0000", "", 1e39])
+        parent[path[-1]] = draw(JSON | odd)
+    elif action == "drop" and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif isinstance(parent, dict):
+        parent[draw(st.text(max_size=6))] = draw(JSON)
     return endpoint, body
 
 

@@ -63,6 +63,7 @@ from shadowswap.service.models import (
     UpsertRequest,
     UpsertResponse,
 )
+from shadowswap.service.routing import JsonBodyRoute
 from shadowswap.service.status import StatusReporter
 from shadowswap.values import Document, to_vector
 
@@ -121,6 +122,7 @@ def create_app(
         "reads, dual writes and cutover decided by the rollout flags (docs/service.md).",
         lifespan=lifespan,
     )
+    app.router.route_class = JsonBodyRoute
     limit = max_body_bytes or runtime.settings.current().max_body_bytes
     app.add_middleware(GatewayMiddleware, auth=auth, max_body_bytes=limit)
     app.add_exception_handler(AuthError, handlers.on_auth_error)
