@@ -300,7 +300,7 @@ def _run(work: Path, sizes: dict[str, int]) -> dict[str, float | str]:
         "tenants": float(sizes["tenants"]),
         "dimension": float(DIM),
         "connections": float(conns),
-        "duration_s": float(secs),
+        "load_s": float(secs),
         "store_build_s": build_s,
         "gateway.rps": gw["rps"],
         "gateway.p50_ms": gw["p50_ms"],

@@ -16,7 +16,6 @@ do in the Python API (a float64 written with its 17 significant digits never has
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -25,14 +24,17 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-_LONG_DIGITS = re.compile(rb"\d{20}")
+# Digits become "1", everything else " ": a run of 20 digits is then a plain substring search
+# (a regular expression scanning a body of digits costs ~30 times more).
+_DIGITS = bytes(ord("1") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
+_RUN = b"1" * 20
 
 
 class JsonBodyRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            if _LONG_DIGITS.search(body):
+            if _RUN in body.translate(_DIGITS):
                 self._json = json.loads(body)
             else:
                 try:
