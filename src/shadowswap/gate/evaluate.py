@@ -234,6 +234,11 @@ def _decide(
     if m.kind == "ratio" and threshold == 0 and c.op in ("<=", "=="):  # must be zero
         if m.events == 0:
             why = f"none in {bound.n}; the rate is below {_fmt(bound.upper)}"
+            limit = c.rollback_threshold
+            if limit is not None and bound.upper > limit:
+                # none seen yet, but too few trials to rule out a rate worth a rollback
+                why += f", not yet below the rollback threshold {_fmt(limit)}"
+                return None, Verdict.HOLD, f"insufficient evidence: {why}"
             return True, Verdict.PROMOTE, f"{why} at {confidence:.0%} confidence"
         passed, failed = False, True
     else:
