@@ -86,9 +86,9 @@ from shadowswap.stores.remote import (
     parse_endpoint,
     short,
     sized_chunks,
-    tokens,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import TENANT_RE, Document, Filter, Hit, Vector
 
 log = logging.getLogger("shadowswap.stores.pinecone")

@@ -18,7 +18,7 @@ Semantics (both engines)
                 with ``op_type=create`` at the first write (a concurrent first write of
                 another dimension is detected by the 409 and refused).
     fields      ``doc_id`` (keyword; sort key of ``scan``), ``hash`` (content hash),
-                ``tokens`` (keyword array: the filter tokens of `shadowswap.stores.remote`),
+                ``tokens`` (keyword array: the filter tokens of `shadowswap.stores.tokens`),
                 ``vector`` (the engine's kNN field) and ``payload``, an object with
                 ``enabled: false`` (stored in ``_source``, never parsed or indexed) holding the
                 exact metadata as canonical JSON, the text (``null`` when absent) and the vector
@@ -72,11 +72,11 @@ from shadowswap.stores.remote import (
     metadata_to_json,
     parse_endpoint,
     sized_chunks,
-    tokens,
     vector_from_b64,
     vector_to_b64,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
 log = logging.getLogger("shadowswap.stores.searchengine")

@@ -94,9 +94,9 @@ from shadowswap.stores.remote import (
     parse_endpoint,
     short,
     sized_chunks,
-    tokens,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Hit, Vector
 from shadowswap.values import Filter as EqFilter
 
