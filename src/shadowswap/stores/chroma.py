@@ -27,7 +27,6 @@ Semantics
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.paging import SortedIdScan
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
 FORMAT = "1"
@@ -66,7 +65,7 @@ def tenant_of(name: str) -> str | None:
     return None
 
 
-class ChromaStore(BaseStore):
+class ChromaStore(SortedIdScan):
     """Chroma, embedded or server; see the module docstring."""
 
     kind = "chroma"
@@ -260,20 +259,6 @@ class ChromaStore(BaseStore):
                 text = None if (meta or {}).get(TEXT_KEY) is False else stored_text
                 out[doc_id] = Document(tenant, doc_id, vec, _user_metadata(meta), text)
         return {d: out[d] for d in doc_ids if d in out}
-
-    def _scan_pages(
-        self, tenant: str, batch_size: int, after: str | None
-    ) -> Iterator[list[Document]]:
-        with self._edge("scan", tenant):
-            ids = sorted(self._all_ids(tenant))
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        for i in range(start, len(ids), batch_size):
-            chunk = ids[i : i + batch_size]
-            with self._edge("scan", tenant):
-                docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]  # deleted meanwhile: skipped
-            if page:
-                yield page
 
     def _all_ids(self, tenant: str) -> list[str]:
         col = self._collection(tenant, create=False)

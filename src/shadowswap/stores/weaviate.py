@@ -54,7 +54,6 @@ Semantics
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import re
@@ -82,7 +81,8 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, matches
+from shadowswap.stores.base import matches
+from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     FORMAT,
     chunks,
@@ -127,7 +127,7 @@ def object_id(tenant: str, doc_id: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{tenant}\0{doc_id}")
 
 
-class WeaviateStore(BaseStore):
+class WeaviateStore(SortedIdScan):
     """Weaviate 1.27+ with multi-tenancy; see the module docstring."""
 
     kind = "weaviate"
@@ -417,20 +417,6 @@ class WeaviateStore(BaseStore):
             text = str(props.get("ss_text") or "") if props.get("ss_has_text") else None
             out[doc_id] = Document(tenant, doc_id, vector, self._metadata(props), text)
         return {d: out[d] for d in doc_ids if d in out}
-
-    def _scan_pages(
-        self, tenant: str, batch_size: int, after: str | None
-    ) -> Iterator[list[Document]]:
-        with self._edge("scan", tenant):
-            ids = sorted(self._all_ids(tenant))
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        for i in range(start, len(ids), batch_size):
-            chunk = ids[i : i + batch_size]
-            with self._edge("scan", tenant):
-                docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]
-            if page:
-                yield page
 
     def _all_ids(self, tenant: str) -> list[str]:
         scoped = self._tenant(tenant)
