@@ -286,11 +286,15 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a document id, its similarity (higher is better), its metadata."""
+    """One search result: a document id, its similarity (higher is better), its metadata.
+
+    Its ``repr`` shows the doc id and score only: hits end up in logs and assertion messages,
+    which must never carry metadata values.
+    """
 
     doc_id: str
     score: float
-    metadata: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META)
+    metadata: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META, repr=False)
 
 
 @dataclass(frozen=True)
