@@ -91,8 +91,7 @@ def test_first_write_records_the_store_then_maps_the_tenant_index_then_bulks(
 
     assert (report.written, report.unchanged) == (2, 0)
     assert [f"{r.method} {r.path}" for r in stub.requests] == [
-        f"GET /{META}/_doc/store",  # the store's dimension: unknown...
-        f"GET /{META}/_doc/store",  # ...still unknown right before it is fixed
+        f"GET /{META}/_doc/store",  # the store's dimension: unknown (read once)
         f"PUT /{META}",
         f"PUT /{META}/_create/store",
         f"POST /{INDEX}/_mget",  # hashes held: none, the index does not exist yet
@@ -203,8 +202,7 @@ def test_a_second_dimension_is_refused_when_another_writer_recorded_one(stub: St
     stub.on(
         "GET",
         f"/{META}/_doc/store",
-        es.index_missing(META),
-        es.index_missing(META),
+        es.index_missing(META),  # read once by the upsert: no dimension yet
         es.found(META, "store", {"format": "1", "metric": "cosine", "dimension": 5}),
     )
     stub.on("PUT", f"/{META}", es.error(400, "resource_already_exists_exception", "exists"))

@@ -38,7 +38,6 @@ import httpx
 from chromadb.config import Settings
 
 from shadowswap.errors import (
-    DimensionMismatch,
     IncompatibleStore,
     StoreError,
     StoreTimeout,
@@ -159,16 +158,19 @@ class ChromaStore(SortedIdScan):
             self._client()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
-            self._client()
+            # read the record again: another process may have fixed the dimension since open
+            self._meta = self._client().get_collection(META_COLLECTION, embedding_function=None)
             info = dict(self._meta.metadata or {})
             held = info.get("dimension")
-            if isinstance(held, int) and held != dimension:
-                raise DimensionMismatch("vector", held, dimension, self.kind)
+            if isinstance(held, int):
+                self._dim = held
+                return held
             info["dimension"] = dimension
             self._meta.modify(metadata=info)
             self._dim = dimension
+            return dimension
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         col = self._collection(tenant, create=False)

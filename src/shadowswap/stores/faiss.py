@@ -42,7 +42,6 @@ import numpy as np
 
 from shadowswap.errors import (
     CorruptStore,
-    DimensionMismatch,
     IncompatibleStore,
     StoreError,
     StoreUnavailable,
@@ -200,15 +199,15 @@ class FaissStore(BaseStore):
                 self._dim = self._read_meta_dimension()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('dimension', ?)", (str(dimension),)
             )
-            held = self._read_meta_dimension()
-            if held != dimension:
-                raise DimensionMismatch("vector", held or 0, dimension, self.kind)
-            self._dim = held
+            self._dim = self._read_meta_dimension()
+            if self._dim is None:
+                raise CorruptStore(self.kind, "upsert", self._location, "no dimension record")
+            return self._dim
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}

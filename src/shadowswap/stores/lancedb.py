@@ -47,7 +47,6 @@ import pyarrow as pa
 from lancedb.query import ColumnOrdering
 
 from shadowswap.errors import (
-    DimensionMismatch,
     IncompatibleStore,
     StoreError,
     StoreUnavailable,
@@ -194,14 +193,12 @@ class LanceDBStore(BaseStore):
                 self._dim = int(dim) if dim else None
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             self._connect()
             self._insert_absent(self._meta, {"dimension": str(dimension)})
-            held = int(self._read_meta(self._meta)["dimension"])
-            if held != dimension:
-                raise DimensionMismatch("vector", held, dimension, self.kind)
-            self._dim = held
+            self._dim = int(self._read_meta(self._meta)["dimension"])
+            return self._dim
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         table = self._table(tenant, create=False)

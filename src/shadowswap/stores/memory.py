@@ -59,10 +59,11 @@ class MemoryStore(BaseStore):
     def _stored_dimension(self) -> int | None:
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             if self._dim is None:
                 self._dim = dimension
+            return self._dim
 
     def _tenant(self, tenant: str) -> _Tenant | None:
         return self._tenants_data.get(tenant)

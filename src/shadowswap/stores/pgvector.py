@@ -53,7 +53,6 @@ from psycopg.types import TypeInfo
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     StoreError,
     StoreTimeout,
@@ -218,7 +217,7 @@ class PgvectorStore(BaseStore):
                 self._has_docs = self._dim is not None
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -230,7 +229,7 @@ class PgvectorStore(BaseStore):
                 row = conn.execute(f"SELECT value FROM {META} WHERE key = 'dimension'").fetchone()
                 held = int(row[0]) if row else dimension
                 if held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind)
+                    return held
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {DOCS} ("
                     'tenant text COLLATE "C" NOT NULL, '
@@ -245,6 +244,7 @@ class PgvectorStore(BaseStore):
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {DOCS}_ftok ON {DOCS} USING gin (ftok)")
             self._dim = held
             self._has_docs = True
+            return held
 
     def _ready(self) -> bool:
         """Whether the documents table exists (it is created with the first write)."""

@@ -193,8 +193,9 @@ class PineconeStore(SortedIdScan):
                 self._stats()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:  # pragma: no cover - never unknown
+    def _fix_dimension(self, dimension: int) -> int:  # pragma: no cover - never unknown
         """The index's dimension is known from its stats before any write."""
+        return self._stored_dimension() or dimension
 
     def _fetch(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Any]:
         """Stored records of ``doc_ids`` by record id."""

@@ -53,7 +53,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     MissingDependency,
     StoreError,
@@ -166,7 +165,7 @@ class QdrantStore(SortedIdScan):
                     self._dim = int(identity["dimension"])
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             identity = {
                 "format": FORMAT,
@@ -181,9 +180,8 @@ class QdrantStore(SortedIdScan):
                     raise
             held = self.engine.identity() or identity
             self._check_identity(held)
-            if int(held["dimension"]) != dimension:
-                raise DimensionMismatch("vector", int(held["dimension"]), dimension, self.kind)
-            self._dim = dimension
+            self._dim = int(held["dimension"])
+            return self._dim
 
     def _records(self, tenant: str, doc_ids: Sequence[str], with_vector: bool) -> list[Any]:
         """The tenant's points for these doc ids (checked: tenant and doc id both match)."""

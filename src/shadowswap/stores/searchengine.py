@@ -54,7 +54,6 @@ from typing import Any
 
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
     StoreError,
@@ -263,7 +262,7 @@ class SearchEngineStore(BaseStore, abc.ABC):
                     self._dim = dim
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         if dimension > self.max_dimension:
             raise InvalidInput(
                 "vector",
@@ -277,8 +276,9 @@ class SearchEngineStore(BaseStore, abc.ABC):
                 info = self._read_meta() or {}
                 held = info.get("dimension")
                 if isinstance(held, int) and held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind)
+                    return held
             self._dim = dimension
+            return dimension
 
     def _ensure_index(self, tenant: str) -> str:
         name = self.index_name(tenant)

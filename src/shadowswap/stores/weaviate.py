@@ -73,7 +73,6 @@ from weaviate.classes.query import Filter, MetadataQuery
 
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
     StoreError,
@@ -274,7 +273,7 @@ class WeaviateStore(SortedIdScan):
             raise corrupt(self.kind, "open", self._collection_name, "bad dimension record")
         return dict(info)
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             client = self._client()
             record = {"shadowswap": FORMAT, "metric": self._metric.value, "dimension": dimension}
@@ -298,8 +297,9 @@ class WeaviateStore(SortedIdScan):
                     raise
                 held = self._read_info(self._collection().config.get().description)["dimension"]
                 if held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind) from None
+                    return int(held)
             self._dim = dimension
+            return dimension
 
     # -- BaseStore -------------------------------------------------------------------------
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
