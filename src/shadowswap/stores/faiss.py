@@ -355,7 +355,7 @@ class FaissStore(BaseStore):
             for chunk in _chunks(doc_ids):
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT doc_id, vector, metadata, text FROM docs "
+                    "SELECT doc_id, vector, metadata, text, hash FROM docs "
                     f"WHERE tenant = ? AND doc_id IN ({marks})",
                     (tenant, *chunk),
                 ).fetchall()
@@ -366,8 +366,8 @@ class FaissStore(BaseStore):
     def _scan_page(self, tenant: str, after: str | None, limit: int) -> list[Document]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT doc_id, vector, metadata, text FROM docs WHERE tenant = ? AND doc_id > ? "
-                "ORDER BY doc_id LIMIT ?",
+                "SELECT doc_id, vector, metadata, text, hash FROM docs "
+                "WHERE tenant = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
                 (tenant, "" if after is None else after, limit),
             ).fetchall()
         return [self._document(tenant, row) for row in rows]
@@ -393,10 +393,21 @@ class FaissStore(BaseStore):
             cursor = page[-1][0]
 
     def _document(self, tenant: str, row: tuple[Any, ...]) -> Document:
-        doc_id, vec, meta, text = row
-        return Document(
-            tenant, doc_id, np.frombuffer(vec, dtype=np.float32), json.loads(meta), text
-        )
+        """A document from a catalog row, which holds only documents shadowswap validated and
+        canonicalised, with the content hash computed from exactly those parts: nothing is
+        checked or hashed again (a full check costs several times the read itself), except
+        that the vector has the store's dimension."""
+        doc_id, vec, meta, text, content_hash = row
+        vector = np.frombuffer(vec, dtype=np.float32)
+        dimension = self._stored_dimension()
+        if vector.shape[0] != dimension:
+            raise CorruptStore(
+                self.kind,
+                "read",
+                str(self._catalog),
+                f"the vector of {doc_id!r} has {vector.shape[0]} dimensions, not {dimension}",
+            )
+        return Document._trusted(tenant, doc_id, vector, json.loads(meta), text, content_hash)
 
     def _count(self, tenant: str) -> int:
         with self._lock:
