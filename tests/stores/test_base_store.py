@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shadowswap.errors import DimensionMismatch
+from shadowswap.errors import DimensionMismatch, IncompatibleStore
+from shadowswap.similarity import Metric
+from shadowswap.stores.base import check_store_record
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.values import Document
 
@@ -50,3 +52,21 @@ def test_the_same_dimension_fixed_meanwhile_is_accepted() -> None:
     store = CountingStore(race_with=[1.0, 0.0])
     assert store.upsert("t", [Document("t", "a", [0.0, 1.0])]).written == 1
     assert store.count("t") == 2
+
+
+def test_a_store_record_of_another_format_or_metric_is_refused_saying_what_to_do() -> None:
+    def check(info: dict[str, object]) -> None:
+        check_store_record(
+            "x", info, format="1", metric=Metric.COSINE, record="meta", store="/data/x",
+            elsewhere="use another location",
+        )  # fmt: skip
+
+    check({"format": "1", "metric": "cosine", "dimension": 3})
+    with pytest.raises(IncompatibleStore, match=r"meta has format '2'; this version reads 1"):
+        check({"format": "2", "metric": "cosine"})
+    with pytest.raises(
+        IncompatibleStore,
+        match=r"/data/x was created with metric 'l2', not 'cosine'; set RETRIEVAL_METRIC=l2 or "
+        "use another location",
+    ):
+        check({"format": "1", "metric": "l2"})

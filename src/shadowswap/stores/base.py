@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 
 from shadowswap.errors import (
     DimensionMismatch,
+    IncompatibleStore,
     InvalidInput,
     ShadowswapError,
     StoreError,
@@ -390,6 +391,35 @@ def check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidInput("k", f"{k!r} is not accepted; use an integer from 1 to {MAX_K}")
     return k
+
+
+def check_store_record(
+    kind: str,
+    info: Mapping[str, object],
+    *,
+    format: str,
+    metric: Metric,
+    record: str,
+    store: str,
+    elsewhere: str,
+    format_key: str = "format",
+) -> None:
+    """Refuse a store whose record (``info``, kept at ``record``) was written by another
+    format version of an adapter, or whose store (``store``) was created with another metric:
+    `IncompatibleStore`, saying what to do (``elsewhere``: where else the data could go)."""
+    held = info.get(format_key)
+    if held != format:
+        raise IncompatibleStore(
+            kind, "open", f"{record} has format {held!r}; this version reads {format}"
+        )
+    held_metric = info.get("metric")
+    if held_metric != metric.value:
+        raise IncompatibleStore(
+            kind,
+            "open",
+            f"{store} was created with metric {held_metric!r}, not {metric.value!r}; set "
+            f"RETRIEVAL_METRIC={held_metric} or {elsewhere}",
+        )
 
 
 def matches(metadata: Mapping[str, MetaValue], flt: Mapping[str, MetaValue]) -> bool:

@@ -38,12 +38,12 @@ import httpx
 from chromadb.config import Settings
 
 from shadowswap.errors import (
-    IncompatibleStore,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
+from shadowswap.stores.base import check_store_record
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
@@ -112,18 +112,10 @@ class ChromaStore(SortedIdScan):
             metadata={"format": FORMAT, "metric": self._metric.value},
         )
         info = dict(meta.metadata or {})
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind, "open", f"{META_COLLECTION} has format {info.get('format')!r}"
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._location} was created with metric {info.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or use "
-                "another location",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=META_COLLECTION,
+            store=self._location, elsewhere="use another location",
+        )  # fmt: skip
         dim = info.get("dimension")
         self._dim = int(dim) if isinstance(dim, int) else None
         return meta

@@ -42,12 +42,11 @@ import numpy as np
 
 from shadowswap.errors import (
     CorruptStore,
-    IncompatibleStore,
     StoreError,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
 # faiss ships stubs that disagree with its SWIG API (remove_ids, SearchParameters(sel=)).
@@ -170,20 +169,10 @@ class FaissStore(BaseStore):
                 (FORMAT, self._metric.value),
             )
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if rows.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._catalog} has format {rows.get('format')!r}; this version reads {FORMAT}",
-            )
-        if rows.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._dir} was created with metric {rows.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={rows.get('metric')} or use a "
-                "new directory",
-            )
+        check_store_record(
+            self.kind, rows, format=FORMAT, metric=self._metric, record=str(self._catalog),
+            store=str(self._dir), elsewhere="use a new directory",
+        )  # fmt: skip
 
     def _read_meta_dimension(self) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()

@@ -59,7 +59,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
@@ -185,20 +185,10 @@ class PgvectorStore(BaseStore):
                 (FORMAT, self._metric.value),
             )
         info = dict(conn.execute(f"SELECT key, value FROM {META}").fetchall())
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{META} has format {info.get('format')!r}; this version reads {FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"this database was created with metric {info.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or use "
-                "another database or schema",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=META,
+            store="this database", elsewhere="use another database or schema",
+        )  # fmt: skip
         dim = info.get("dimension")
         self._dim = int(dim) if dim else None
         self._has_docs = self._dim is not None

@@ -53,13 +53,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    IncompatibleStore,
     MissingDependency,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
+from shadowswap.stores.base import check_store_record
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.qdrant_engines import (
     ID_FIELD,
@@ -129,21 +129,10 @@ class QdrantStore(SortedIdScan):
     def _check_identity(self, identity: dict[str, str] | None) -> None:
         if identity is None:
             return
-        if identity.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._shown()} was not created by this version of shadowswap (format "
-                f"{identity.get('format')!r}, expected {FORMAT})",
-            )
-        if identity.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._shown()} was created with metric {identity.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={identity.get('metric')} or use "
-                "another location",
-            )
+        check_store_record(
+            self.kind, identity, format=FORMAT, metric=self._metric, record=self._shown(),
+            store=self._shown(), elsewhere="use another location",
+        )  # fmt: skip
         if identity.get("dimension"):
             self._dim = int(identity["dimension"])
 

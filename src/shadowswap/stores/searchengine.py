@@ -54,12 +54,11 @@ from typing import Any
 
 from shadowswap.errors import (
     ConfigError,
-    IncompatibleStore,
     InvalidInput,
     StoreError,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, matches
+from shadowswap.stores.base import BaseStore, check_store_record, matches
 from shadowswap.stores.remote import (
     FORMAT,
     Endpoint,
@@ -237,21 +236,10 @@ class SearchEngineStore(BaseStore, abc.ABC):
         return source
 
     def _check_meta(self, info: Mapping[str, Any]) -> None:
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._meta_index} has format {info.get('format')!r}; this version reads "
-                f"{FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"indexes {self._prefix}-* were created with metric {info.get('metric')!r}, "
-                f"not {self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or "
-                "another index_prefix",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=self._meta_index,
+            store=f"indexes {self._prefix}-*", elsewhere="another index_prefix",
+        )  # fmt: skip
 
     def _stored_dimension(self) -> int | None:
         if self._dim is None:

@@ -80,7 +80,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import matches
+from shadowswap.stores.base import check_store_record, matches
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     FORMAT,
@@ -254,21 +254,11 @@ class WeaviateStore(SortedIdScan):
                 f"collection {self._collection_name} was not created by shadowswap (its "
                 "description carries no store record); set collection= to another name",
             ) from None
-        if info.get("shadowswap") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"collection {self._collection_name} has format {info.get('shadowswap')!r}; "
-                f"this version reads {FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"collection {self._collection_name} was created with metric "
-                f"{info.get('metric')!r}, not {self._metric.value!r}; set "
-                f"RETRIEVAL_METRIC={info.get('metric')} or another collection=",
-            )
+        where = f"collection {self._collection_name}"
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=where, store=where,
+            elsewhere="another collection=", format_key="shadowswap",
+        )  # fmt: skip
         if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension < 1:
             raise corrupt(self.kind, "open", self._collection_name, "bad dimension record")
         return dict(info)
