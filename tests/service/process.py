@@ -4,7 +4,6 @@ with SIGTERM, its JSON log lines read back."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,24 +13,11 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import ROOT, child_env
+from tests.helpers import run as run_cli
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The process environment without our variables, with this checkout's code first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    env.update(extra or {})
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout,
-        check=False,
-    )  # fmt: skip
+__all__ = ["ROOT", "ServeProcess", "run_cli"]
 
 
 class ServeProcess:
@@ -48,7 +34,7 @@ class ServeProcess:
         if env_file is not None:
             command += ["--env-file", str(env_file)]
         self.command = command
-        self.env = clean_env(env)
+        self.env = child_env(env)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 90.0) -> ServeProcess:
