@@ -248,6 +248,10 @@ class Settings(BaseSettings):
     dual_write_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
         "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS", 500
     )
+    # HTTP service (issue 7, docs/service.md): requests with a larger body get 413
+    max_body_bytes: Annotated[int, BeforeValidator(_number(1024, 1 << 30, True))] = _var(
+        "RETRIEVAL_MAX_BODY_BYTES", 8 * 1024 * 1024
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -235,7 +235,11 @@ class PrometheusSink:
             return Counter(name.removesuffix("_total"), doc, [*labels, *base], registry=registry)
 
         def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
-            return Gauge(name, doc, [*labels, *base], registry=registry)
+            # Several service workers (prometheus_client's multiprocess mode): the value the
+            # latest live worker set; ignored in a single process.
+            return Gauge(
+                name, doc, [*labels, *base], registry=registry, multiprocess_mode="livemostrecent"
+            )
 
         self.shadow_latency = hist(
             "retrieval_shadow_latency_seconds", "Shadow search latency.", ["backend", "sample"],

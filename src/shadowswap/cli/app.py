@@ -14,6 +14,7 @@ from shadowswap.check import check_backend, resolve_backends
 from shadowswap.cli import compare, dualwrite, observability
 from shadowswap.cli import gate as gate_commands
 from shadowswap.cli import rollout as rollout_commands
+from shadowswap.cli import service as service_commands
 from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
@@ -131,6 +132,7 @@ compare.register(app)
 sync_commands.register(app)
 dualwrite.register(app)
 gate_commands.register(app)
+service_commands.register(app)
 
 
 def main() -> None:

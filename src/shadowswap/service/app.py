@@ -1,0 +1,332 @@
+"""The HTTP gateway's application: CONTRACT §4's endpoints over one `Runtime`.
+
+`create_app` holds no module-level state: everything a request needs (router, dual writer,
+stores, metrics registry, key ring) is passed in and captured by the routes, so a test can
+build as many apps as it likes, each over its own stores.
+
+Handlers are plain ``def`` (STYLE 9): the core is synchronous, Starlette runs each handler on
+its thread pool, and the router bounds every read by ``RETRIEVAL_READ_TIMEOUT_MS`` on its own
+bulkheads. ``/healthz`` alone is ``async``: liveness must answer even when every pool thread
+is busy, and it touches nothing that blocks.
+
+Writes have no deadline of their own: a write abandoned at a deadline could still land after
+a later write of the same document and undo it. They are bounded by the adapters' own
+timeouts (10 s for a Chroma server), and at most `WRITE_CONCURRENCY` writes run at once so a
+hung primary cannot take every thread and starve reads (the next write gets 503).
+
+>>> from shadowswap.config import StaticSettings, load_settings
+>>> from shadowswap.runtime import build_runtime
+>>> from shadowswap.service.auth import OPEN
+>>> rt = build_runtime(StaticSettings(load_settings(environ={"RETRIEVAL_BACKEND": "memory",
+...     "RETRIEVAL_DUAL_WRITE_OUTBOX_URL": ":memory:"})))  # doctest: +SKIP
+>>> app = create_app(rt, auth=OPEN)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from shadowswap import __version__
+from shadowswap.dualwrite.writer import WriteResult
+from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
+from shadowswap.rollout.live import EnvFileSettings
+from shadowswap.rollout.phases import classify
+from shadowswap.runtime import Runtime
+from shadowswap.service import errors as handlers
+from shadowswap.service.auth import (
+    Authenticator,
+    AuthError,
+    Principal,
+    require_status,
+    require_tenant,
+)
+from shadowswap.service.errors import JsonResponse, error_response
+from shadowswap.service.middleware import GatewayMiddleware
+from shadowswap.service.models import (
+    DeleteRequest,
+    DeleteResponse,
+    DocumentIn,
+    ErrorResponse,
+    Health,
+    SearchRequest,
+    SearchResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from shadowswap.service.routing import JsonBodyRoute
+from shadowswap.service.status import StatusReporter
+from shadowswap.values import Document, to_vector
+
+log = logging.getLogger("shadowswap.service")
+
+WRITE_CONCURRENCY = 16
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "The body is not valid JSON."),
+        (401, "No API key, or an unknown one."),
+        (403, "The API key may not use this tenant."),
+        (413, "The body is larger than RETRIEVAL_MAX_BODY_BYTES."),
+        (415, "The body is not application/json."),
+        (422, "A field breaks a rule; `detail` says which and how."),
+        (503, "The backend that must answer is unavailable; retry after `Retry-After`."),
+    )
+}
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    auth: Authenticator,
+    max_body_bytes: int | None = None,
+    env_source: EnvFileSettings | None = None,
+    registry_for_metrics: Callable[[], CollectorRegistry] | None = None,
+    close_runtime: bool = False,
+) -> FastAPI:
+    """The gateway over ``runtime``.
+
+    ``auth`` checks API keys (`shadowswap.service.auth.KeyRing`, or ``OPEN`` with
+    ``RETRIEVAL_AUTH=OFF``). ``max_body_bytes`` defaults to ``RETRIEVAL_MAX_BODY_BYTES``.
+    ``env_source`` is the live settings source when there is one (shown on the status page).
+    ``registry_for_metrics`` gives the registry ``/metrics`` exposes (default: the runtime's;
+    several workers pass one that gathers every worker's values). With ``close_runtime`` the
+    app closes the runtime when it shuts down (uvicorn workers, which build their own).
+    """
+    reporter = StatusReporter(runtime, auth_enabled=auth.enabled)
+    writes = threading.BoundedSemaphore(WRITE_CONCURRENCY)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        reporter.close()
+        if close_runtime:
+            runtime.close()
+            if env_source is not None:
+                env_source.close()
+
+    app = FastAPI(
+        title="shadowswap retrieval gateway",
+        version=__version__,
+        description="Search, upsert and delete over the configured vector stores, with shadow "
+        "reads, dual writes and cutover decided by the rollout flags (docs/service.md).",
+        lifespan=lifespan,
+    )
+    app.router.route_class = JsonBodyRoute
+    limit = max_body_bytes or runtime.settings.current().max_body_bytes
+    app.add_middleware(GatewayMiddleware, auth=auth, max_body_bytes=limit)
+    app.add_exception_handler(AuthError, handlers.on_auth_error)
+    app.add_exception_handler(ShadowswapError, handlers.on_shadowswap_error)
+    app.add_exception_handler(RequestValidationError, handlers.on_validation_error)
+    app.add_exception_handler(HTTPException, handlers.on_http_error)
+
+    # -- data endpoints ----------------------------------------------------------------------
+    @app.post(
+        "/internal/retrieval/search",
+        response_model=None,
+        responses={200: {"model": SearchResponse}, **_ERRORS},
+        openapi_extra={"security": _SECURITY},
+        summary="Search a tenant's documents (served by the backend the flags choose).",
+    )
+    def search(body: SearchRequest, request: Request) -> Response:
+        principal = _enter(request, body.tenant)
+        require_tenant(principal, body.tenant)
+        result = runtime.router.search(
+            body.tenant, body.vector, body.k, body.filter, trace_id=request.state.trace_id
+        )
+        hits = [
+            {"doc_id": h.doc_id, "score": float(h.score), "metadata": dict(h.metadata)}
+            for h in result.hits
+        ]
+        return JsonResponse(
+            {
+                "hits": hits,
+                "backend": result.backend,
+                "trace_id": result.trace_id,
+                "fallback": result.fallback,
+            }
+        )
+
+    @app.post(
+        "/internal/retrieval/upsert",
+        response_model=None,
+        responses={200: {"model": UpsertResponse}, **_ERRORS},
+        openapi_extra={"security": _SECURITY},
+        summary="Insert or replace documents; dual write carries them to the other backend.",
+    )
+    def upsert(body: UpsertRequest, request: Request) -> Response:
+        principal = _enter(request, body.tenant)
+        require_tenant(principal, body.tenant)
+        documents = [_document(body.tenant, i, d) for i, d in enumerate(body.documents)]
+        result = _bounded(
+            writes,
+            lambda: runtime.writer.upsert(body.tenant, documents, request.state.trace_id),
+        )
+        return JsonResponse(
+            {
+                "tenant": result.tenant,
+                "backend": result.sync,
+                "written": result.written,
+                "unchanged": result.unchanged,
+                "dual_write": _dual(result),
+                "trace_id": request.state.trace_id,
+            }
+        )
+
+    @app.post(
+        "/internal/retrieval/delete",
+        response_model=None,
+        responses={200: {"model": DeleteResponse}, **_ERRORS},
+        openapi_extra={"security": _SECURITY},
+        summary="Delete documents by id; deletes travel to the other backend like upserts.",
+    )
+    def delete(body: DeleteRequest, request: Request) -> Response:
+        principal = _enter(request, body.tenant)
+        require_tenant(principal, body.tenant)
+        result = _bounded(
+            writes,
+            lambda: runtime.writer.delete(body.tenant, body.doc_ids, request.state.trace_id),
+        )
+        return JsonResponse(
+            {
+                "tenant": result.tenant,
+                "backend": result.sync,
+                "deleted": result.written,
+                "dual_write": _dual(result),
+                "trace_id": request.state.trace_id,
+            }
+        )
+
+    # -- operations ----------------------------------------------------------------------------
+    @app.get(
+        "/internal/retrieval/status",
+        response_model=None,
+        responses={
+            200: {"description": "Phase, flags, backends, breaker, outbox, reconcile."},
+            401: _ERRORS[401],
+            403: _ERRORS[403],
+        },
+        openapi_extra={"security": _SECURITY},
+        summary="Where the migration stands (needs a key with status permission).",
+    )
+    def status(request: Request) -> Response:
+        require_status(_principal(request))
+        document = reporter.document(env_source)
+        document["trace_id"] = request.state.trace_id
+        return JsonResponse(document)
+
+    @app.get("/healthz", response_model=Health, summary="Liveness: the process answers.")
+    async def healthz() -> Response:
+        return JsonResponse({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=None,
+        responses={200: {"model": Health}, 503: {"model": ErrorResponse}},
+        summary="Readiness: the primary backend answers within the read deadline.",
+    )
+    def readyz(request: Request) -> Response:
+        ok, kind, detail = reporter.ready()
+        if ok:
+            return JsonResponse({"status": "ready", "detail": f"{kind}: {detail}"})
+        return error_response(
+            503,
+            "not_ready",
+            f"primary {kind} is not reachable: {detail}",
+            request.state.trace_id,
+            headers={"Retry-After": str(handlers.RETRY_AFTER_S)},
+        )
+
+    @app.get(
+        "/metrics",
+        response_model=None,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition."}},
+        summary="Prometheus exposition of the CONTRACT §2 metrics.",
+    )
+    def metrics() -> Response:
+        try:
+            runtime.writer.refresh_metrics()  # outbox figures changed by other processes
+        except ShadowswapError as exc:
+            log.warning("outbox metrics not refreshed", extra={"error": str(exc)})
+        runtime.sink.phase(classify(runtime.settings.current()).name)
+        registry = registry_for_metrics() if registry_for_metrics else runtime.registry
+        body = generate_latest(registry) if registry is not None else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    _document_security(app)
+    return app
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):  # the middleware always sets it on these paths
+        raise AuthError(401, "unauthorized", "an API key is required")
+    return principal
+
+
+def _enter(request: Request, tenant: str) -> Principal:
+    """Record the tenant for the access log, then return the caller."""
+    request.state.tenant = tenant
+    return _principal(request)
+
+
+def _document(tenant: str, index: int, doc: DocumentIn) -> Document:
+    try:
+        vector = to_vector(doc.vector)
+        return Document(tenant, doc.doc_id, vector, doc.metadata or {}, doc.text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"documents[{index}].{exc.field}", exc.reason) from None
+
+
+def _bounded(writes: threading.BoundedSemaphore, call: Callable[[], WriteResult]) -> WriteResult:
+    if not writes.acquire(blocking=False):
+        raise StoreUnavailable(
+            "service",
+            "write",
+            f"{WRITE_CONCURRENCY} writes are already in flight (the primary is slow or hung); "
+            "retry later",
+        )
+    try:
+        return call()
+    finally:
+        writes.release()
+
+
+def _dual(result: WriteResult) -> dict[str, Any] | None:
+    if result.deferred is None:
+        return None
+    return {
+        "backend": result.deferred,
+        "outcome": result.outcome,
+        "queued": result.queued,
+        "dropped": result.dropped,
+    }
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare the two ways to send a key in the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
