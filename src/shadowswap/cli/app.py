@@ -12,6 +12,7 @@ import typer
 from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
 from shadowswap.cli import compare, dualwrite, observability
+from shadowswap.cli import rehearse as rehearse_commands
 from shadowswap.cli import rollout as rollout_commands
 from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
@@ -129,6 +130,7 @@ rollout_commands.register(app)
 compare.register(app)
 sync_commands.register(app)
 dualwrite.register(app)
+rehearse_commands.register(app)
 
 
 def main() -> None:
