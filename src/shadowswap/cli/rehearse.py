@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
 def rehearse_cmd(
     primary: Annotated[
         str | None,
-        typer.Option(help="Primary (legacy) kind; default faiss, or RETRIEVAL_BACKEND of --env-file."),
+        typer.Option(
+            help="Primary (legacy) kind; default faiss, or RETRIEVAL_BACKEND of --env-file."
+        ),
     ] = None,
     target: Annotated[
         str | None,
@@ -57,9 +59,9 @@ def rehearse_cmd(
     queries: Annotated[int, typer.Option(min=1, help="Held-out queries sent as live reads.")] = (
         DEFAULT_QUERIES
     ),
-    tenants: Annotated[int, typer.Option(min=1, max=100, help="Tenants the data is split into.")] = (
-        DEFAULT_TENANTS
-    ),
+    tenants: Annotated[
+        int, typer.Option(min=1, max=100, help="Tenants the data is split into.")
+    ] = (DEFAULT_TENANTS),
     seed: Annotated[int, typer.Option(help="Seed of the data split, the writes and sampling.")] = (
         DEFAULT_SEED
     ),
@@ -67,7 +69,8 @@ def rehearse_cmd(
         Path, typer.Option(help="Work directory, recreated (only if made by a rehearsal).")
     ] = DEFAULT_WORKDIR,
     report_dir: Annotated[
-        Path | None, typer.Option(help="Where rehearsal.json and rehearsal.html go (default: workdir).")
+        Path | None,
+        typer.Option(help="Where rehearsal.json and rehearsal.html go (default: workdir)."),
     ] = None,
     env_file: Annotated[
         Path | None,

@@ -85,6 +85,7 @@ class Context:
     reconciles: dict[str, ReconcileReport] = field(default_factory=dict)
     observations: list[Observation] = field(default_factory=list)
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    drained: dict[str, Any] = field(default_factory=dict)  # the last drain's numbers
     gate: dict[str, Any] | None = None
     verdict: str = "NONE"
 
@@ -156,7 +157,10 @@ class Context:
         """``replay-outbox`` in process. With ``quiet`` (the live writes paused and the dual
         writer flushed: no write is in progress) an item whose change the source no longer
         holds was superseded by a newer write, so no in-flight grace is needed."""
-        stores = {self.runtime.primary.kind: self.runtime.primary, self.faulty.kind: self.faulty}
+        stores: dict[str, VectorStore] = {
+            self.runtime.primary.kind: self.runtime.primary,
+            self.faulty.kind: self.faulty,
+        }
         options: dict[str, Any] = {"grace_s": 0.0} if quiet else {}
         total = ReplayReport()
         for _ in range(3):  # a run handles the items present when it started

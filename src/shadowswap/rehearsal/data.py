@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow.parquet as pq
 
 from shadowswap.errors import InvalidInput, MissingDependency
 from shadowswap.rollout.decisions import cutover_bucket
@@ -87,7 +89,9 @@ def spread_tenants(count: int, prefix: str = "tenant") -> tuple[str, ...]:
     """
     if count < 1:
         raise InvalidInput("--tenants", "use at least 1 tenant")
-    candidates = [(cutover_bucket(f"{prefix}-{j:04d}"), f"{prefix}-{j:04d}") for j in range(_CANDIDATES)]
+    candidates = [
+        (cutover_bucket(f"{prefix}-{j:04d}"), f"{prefix}-{j:04d}") for j in range(_CANDIDATES)
+    ]
     chosen: list[str] = []
     taken: set[str] = set()
     for i in range(count):
@@ -98,12 +102,13 @@ def spread_tenants(count: int, prefix: str = "tenant") -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    rows = np.asarray(matrix, dtype=np.float64)
+def _unit_rows(matrix: np.ndarray) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit length (what a cosine store keeps), as float32."""
+    rows: npt.NDArray[np.float64] = np.asarray(matrix, dtype=np.float64)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    out = (rows / norms).astype(np.float32)
-    return out
+    unit: npt.NDArray[np.float32] = (rows / norms).astype(np.float32)
+    return unit
 
 
 def glove_dataset(*, docs: int, queries: int, tenants: int, seed: int) -> Dataset:
@@ -159,8 +164,6 @@ def glove_dataset(*, docs: int, queries: int, tenants: int, seed: int) -> Datase
 
 
 def _words(path: Path) -> list[str]:
-    import pyarrow.parquet as pq  # a dependency of the rehearsal extra's data, read once
-
     return [str(w) for w in pq.read_table(path).column("index").to_pylist()]
 
 
@@ -185,6 +188,7 @@ def own_store_dataset(
         asked = tuple(_from_file(parse_queries(queries_file), names, dimension))
     else:
         asked = tuple(_sampled(primary, names, queries))
+
     def fresh(gen: np.random.Generator) -> tuple[Vector, str | None]:
         vector = gen.normal(size=dimension).astype(np.float32)
         return _unit_rows(vector[None, :])[0], None

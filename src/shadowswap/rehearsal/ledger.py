@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowswap.similarity import Metric, canonical_vector
 from shadowswap.stores.base import VectorStore
 from shadowswap.values import Document
 
@@ -69,9 +70,11 @@ class LostWrites:
 
 
 class Ledger:
-    """Acknowledged writes in order; thread-safe."""
+    """Acknowledged writes in order; thread-safe. Hashes are those of the documents as the
+    stores keep them (vectors canonical for ``metric``: unit length under cosine)."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: Metric = Metric.COSINE) -> None:
+        self._metric = metric
         self._expected: dict[Key, str | None] = {}
         self._uncertain: set[Key] = set()
         self._lock = threading.Lock()
@@ -79,11 +82,12 @@ class Ledger:
         self.deleted_docs = 0
 
     def upserted(self, documents: Iterable[Document]) -> None:
-        """An upsert of these (canonical) documents was acknowledged."""
+        """An upsert of these documents was acknowledged."""
+        hashes = [(d.tenant, d.doc_id, self._stored_hash(d)) for d in documents]
         with self._lock:
-            for doc in documents:
-                key = (doc.tenant, doc.doc_id)
-                self._expected[key] = doc.content_hash
+            for tenant, doc_id, digest in hashes:
+                key = (tenant, doc_id)
+                self._expected[key] = digest
                 self._uncertain.discard(key)
                 self.upserted_docs += 1
 
@@ -101,6 +105,10 @@ class Ledger:
         with self._lock:
             for doc_id in doc_ids:
                 self._uncertain.add((tenant, doc_id))
+
+    def _stored_hash(self, doc: Document) -> str:
+        vector = canonical_vector(doc.vector, self._metric)
+        return (doc if vector is doc.vector else doc.with_vector(vector)).content_hash
 
     @property
     def documents(self) -> int:

@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -48,7 +48,7 @@ from shadowswap.rollout.moves import PhaseMover
 from shadowswap.rollout.phases import classify
 from shadowswap.runtime import build_runtime, prometheus_sink
 from shadowswap.stores import open_store
-from shadowswap.stores.base import VectorStore
+from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.sync.reconcile import iso
 
 log = logging.getLogger("shadowswap.rehearsal")
@@ -78,7 +78,9 @@ _CHECKED_READS = ("shadow read", "cutover 10%", "cutover 50%", "cutover 100%", "
 
 
 def prepare_workspace(options: RehearsalOptions) -> Workspace:
-    """The work directory, recreated (see `shadowswap.rehearsal.workspace`)."""
+    """The work directory, recreated (see `shadowswap.rehearsal.workspace`), once the
+    backends asked for are known to be usable (bad usage changes nothing on disk)."""
+    _kinds(options)
     return prepare(options.workdir, options.report_dir)
 
 
@@ -110,6 +112,7 @@ def run_rehearsal(
         _walk(ctx, result, t0)
         _settle(ctx, result)
     finally:
+        display.end([])
         _close(ctx)
     result.duration_s = clock.monotonic() - t0
     result.finished_at = iso(clock.now())
@@ -123,7 +126,6 @@ def run_rehearsal(
         "last reconcile": str(ws.state_dir / "reconcile_last.json"),
     }
     write_reports(_inputs(ctx, result), ws.json_report, ws.html_report)
-    display.end([])
     return result
 
 
@@ -163,10 +165,15 @@ def _kinds(options: RehearsalOptions) -> tuple[str, str, dict[str, str | None] |
                     f"RETRIEVAL_{kind.upper()}_URL); embedded kinds: {', '.join(EMBEDDED)}",
                 )
         return primary, target, None
+    return _user_kinds(options)
+
+
+def _user_kinds(options: RehearsalOptions) -> tuple[str, str, dict[str, str | None]]:
+    assert options.env_file is not None
     user = load_settings(options.env_file)
     primary = options.primary or user.backend
     target = options.target or user.target_backend
-    if target is None:
+    if not target:
         raise ConfigError(
             "RETRIEVAL_TARGET_BACKEND",
             "",
@@ -206,7 +213,9 @@ def _open(options: RehearsalOptions, ws: Workspace, display: Display, clock: Clo
             clock=clock,
             rng=random.Random(options.seed),
             primary=primary,
-            target=faulty,
+            # The fault wrapper is a VectorStore, all the router and the dual writer need;
+            # build_runtime is typed for the stores it opens itself.
+            target=cast("BaseStore", faulty),
         )
     except BaseException:
         for store in opened:
@@ -214,7 +223,7 @@ def _open(options: RehearsalOptions, ws: Workspace, display: Display, clock: Clo
         source.close()
         raise
     source.start()
-    ledger = Ledger()
+    ledger = Ledger(primary.metric)
     writer = LiveWriter(
         runtime.writer,
         ledger,
@@ -288,11 +297,11 @@ def _walk(ctx: Context, result: RehearsalResult, t0: float) -> None:
                 outcome.numbers,
             )  # fmt: skip
         except StepFailed as exc:
-            record = _failed(name, began - t0, ctx.clock.monotonic() - began, exc.reason,
-                             exc.numbers)  # fmt: skip
+            took = ctx.clock.monotonic() - began
+            record = _failed(name, began - t0, took, exc.reason, exc.numbers)
         except ShadowswapError as exc:
             record = _failed(name, began - t0, ctx.clock.monotonic() - began, str(exc), {})
-        except Exception as exc:  # noqa: BLE001 - the report must still be written
+        except Exception as exc:  # the report must still be written: logged with its traceback
             log.exception("rehearsal step crashed", extra={"step": name})
             record = _failed(
                 name, began - t0, ctx.clock.monotonic() - began, f"{type(exc).__name__}: {exc}", {}
@@ -300,7 +309,11 @@ def _walk(ctx: Context, result: RehearsalResult, t0: float) -> None:
         stopped = record.status == "failed"
         log.info(
             "rehearsal step finished",
-            extra={"step": name, "status": record.status, "duration_s": round(record.duration_s, 3)},
+            extra={
+                "step": name,
+                "status": record.status,
+                "duration_s": round(record.duration_s, 3),
+            },
         )
         result.steps.append(record)
         ctx.display.step_finished(index, record)

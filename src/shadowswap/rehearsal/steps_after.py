@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
+from shadowswap.rehearsal.data import LIVE_PREFIX
 from shadowswap.rehearsal.steps_before import DisplayProgress
 from shadowswap.rehearsal.traffic import ReadBatch, send_reads
 from shadowswap.rollout.decisions import cutover_selects
@@ -59,9 +60,7 @@ def cutover(percent: float) -> Any:
     """The step that moves the cutover to ``percent``."""
 
     def step(ctx: Context) -> Outcome:
-        report, reload_s = ctx.move(
-            "advance", f"rehearsal: cutover {percent:g}%", percent=percent
-        )
+        report, reload_s = ctx.move("advance", f"rehearsal: cutover {percent:g}%", percent=percent)
         settings = ctx.settings
         moved = [t for t in ctx.dataset.tenants if cutover_selects(settings, t)]
         batch = _check_reads(ctx, f"cutover {percent:g}%")
@@ -242,6 +241,8 @@ def lost_writes(ctx: Context) -> Outcome:
     check = ctx.ledger.check([ctx.primary, ctx.target])
     stats = ctx.writer.stats()
     numbers = {**check.as_dict(), **stats.as_dict()}
+    if ctx.options.own_stores:
+        numbers["removed_rehearsal_documents"] = _remove_live_documents(ctx)
     if check.lost:
         raise StepFailed(
             f"{check.lost} acknowledged writes lost (e.g. {', '.join(check.examples[:3])})",
@@ -252,3 +253,19 @@ def lost_writes(ctx: Context) -> Outcome:
         f"every one in both stores",
         numbers,
     )
+
+
+def _remove_live_documents(ctx: Context) -> int:
+    """Against the user's stores: delete the documents the live writer created
+    (``rehearsal-live-…``) from both, after they were checked."""
+    removed = 0
+    by_tenant: dict[str, list[str]] = {}
+    for tenant, doc_id in ctx.ledger.expected():
+        if doc_id.startswith(LIVE_PREFIX):
+            by_tenant.setdefault(tenant, []).append(doc_id)
+    for tenant, ids in by_tenant.items():
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            removed += ctx.primary.delete(tenant, chunk)
+            ctx.target.delete(tenant, chunk)
+    return removed

@@ -12,13 +12,21 @@ Each step returns an `Outcome` (one line and its numbers) or raises `StepFailed`
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from shadowswap.dualwrite.breaker import State
+from shadowswap.gate import (
+    Evidence,
+    Verdict,
+    combine,
+    default_criteria,
+    evaluate,
+    evidence_from_observations,
+    evidence_from_state,
+)
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
 from shadowswap.rehearsal.traffic import send_reads, wait_for_shadows
 from shadowswap.shadow.observations import read_observations
@@ -130,9 +138,7 @@ def backfill_target(ctx: Context) -> Outcome:
     writes = ctx.writer.stats().calls - before
     numbers = {**_backfill_numbers(report.as_dict()), "live_writes_meanwhile": writes}
     if not report.ok:
-        raise StepFailed(
-            f"backfill incomplete: {report.failed_in_pass} documents failed", numbers
-        )
+        raise StepFailed(f"backfill incomplete: {report.failed_in_pass} documents failed", numbers)
     return Outcome(
         f"{report.copied:,} documents copied to {ctx.target.kind} in {report.duration_s:.1f}s "
         f"({report.rate:,.0f} docs/s) beside {writes:,} live writes",
@@ -149,7 +155,6 @@ def _backfill_numbers(doc: dict[str, Any]) -> dict[str, Any]:
 def target_outage(ctx: Context) -> Outcome:
     """Take the target down during the live writes: the breaker must open, the outbox fill,
     no write fail; bring it back: the breaker must close."""
-    breaker = ctx.runtime.breaker
     failed_before = ctx.writer.stats().failed_calls
     calls_before = ctx.writer.stats().calls
     down = ctx.timeline.mark("target down")
@@ -297,6 +302,7 @@ def reconcile_step(ctx: Context) -> Outcome:
     """Pause the writes, let everything in flight land, compare every document of every
     tenant by content hash: the drift must be 0 (no repair: this proves nothing was lost)."""
     drained = ctx.drain()
+    ctx.drained = drained
     total = sum(ctx.primary.count(t) for t in ctx.dataset.tenants)
     try:
         report = ctx.reconcile("reconcile", progress=DisplayProgress(ctx, total))
@@ -320,36 +326,50 @@ def reconcile_step(ctx: Context) -> Outcome:
 
 # -- 8 -----------------------------------------------------------------------------------------
 def gate_step(ctx: Context) -> Outcome:
-    """The promotion gate on the shadow-read evidence (observation log, the step's counters,
-    the reconcile): PROMOTE, HOLD or ROLLBACK. The rehearsal goes on whatever it says, to
-    rehearse the rest of the ladder; a real migration would stop on HOLD or ROLLBACK."""
-    try:  # TEMPORARY until the gate branch is merged
-        from shadowswap.gate import default_criteria, evaluate, evidence_from_observations
-    except ImportError:
-        return Outcome("gate not available yet (TEMPORARY)", {})
-
-    evidence = evidence_from_observations(ctx.ws.observations_dir)
+    """The promotion gate (`shadowswap.gate`, default criteria) on the evidence of the window
+    from the shadow read to the reconcile: the observation log, the counters of that window,
+    the state at its end (breaker, outbox after the drain) and ``reconcile_last.json``.
+    The rehearsal goes on whatever it says, to rehearse the rest of the ladder; a real
+    migration would stop on HOLD or ROLLBACK."""
+    lo, _ = ctx.windows.get("shadow", (0.0, 0.0))
+    hi = ctx.timeline.elapsed()
     shadow = ctx.reads.get("shadow read")
-    lo, hi = ctx.windows.get("shadow", (0.0, ctx.timeline.elapsed()))
-    extra = {
-        "reads": shadow.reads if shadow else None,
-        "read_errors": shadow.errors if shadow else None,
-        "dual_write_errors": ctx.timeline.count("dual_write_error", lo, hi),
-        "dual_write_skipped": ctx.timeline.count("dual_write_skipped", lo, hi),
-        "breaker_open": ctx.runtime.breaker.state is State.OPEN,
-        "outbox_size": ctx.runtime.outbox.stats().size,
-        "reconcile_drift": ctx.reconciles["reconcile"].drift if "reconcile" in ctx.reconciles else None,
-        "reconcile_age_s": 0.0,
-    }
-    known = {f.name for f in dataclasses.fields(evidence)}
-    evidence = dataclasses.replace(evidence, **{k: v for k, v in extra.items() if k in known})
+    stats = ctx.runtime.outbox.stats()
+    window = Evidence(
+        drops={
+            "timeout": ctx.timeline.count_where("shadow_dropped", "timeout", lo, hi),
+            "queue_full": ctx.timeline.count_where("shadow_dropped", "queue_full", lo, hi),
+        },
+        reads=shadow.reads if shadow else None,
+        read_errors=shadow.errors if shadow else None,
+        dual_write_errors=ctx.timeline.count("dual_write_error", lo, hi),
+        dual_write_skipped=ctx.timeline.count("dual_write_skipped", lo, hi),
+        breaker_open=ctx.runtime.breaker.state is State.OPEN,
+        outbox_size=int(ctx.drained.get("outbox_left", stats.size)),
+        outbox_dropped=stats.dropped_full + stats.dropped_ttl,
+        window_s=hi - lo,
+        sources=("rehearsal",),
+    )
+    evidence = combine(
+        evidence_from_observations(ctx.ws.observations_dir),
+        window,
+        evidence_from_state(ctx.ws.state_dir, clock=ctx.clock),
+    )
     result = evaluate(evidence, default_criteria())
     ctx.gate = result.as_dict()
-    ctx.verdict = str(result.verdict.value if hasattr(result.verdict, "value") else result.verdict)
-    criteria = ctx.gate.get("criteria", [])
-    passed = sum(1 for c in criteria if c.get("passed"))
-    note = "" if ctx.verdict == "PROMOTE" else "; a real migration would stop here"
+    ctx.verdict = result.verdict.value
+    passed = sum(1 for c in result.criteria if c.passed)
+    numbers = {
+        "verdict": ctx.verdict,
+        "criteria_passed": passed,
+        "criteria": len(result.criteria),
+        "reasons": list(result.reasons),
+    }
+    if result.verdict is Verdict.PROMOTE:
+        return Outcome(f"PROMOTE: {passed}/{len(result.criteria)} criteria passed", numbers)
+    open_ = [c.name for c in result.criteria if c.verdict is not Verdict.PROMOTE]
     return Outcome(
-        f"verdict {ctx.verdict}: {passed}/{len(criteria)} criteria passed{note}",
-        {"verdict": ctx.verdict, "criteria_passed": passed, "criteria": len(criteria)},
+        f"{ctx.verdict} ({len(open_)} criteria not met: {', '.join(open_)}); a real "
+        "migration would stop here, the rehearsal goes on",
+        numbers,
     )

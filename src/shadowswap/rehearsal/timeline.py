@@ -17,7 +17,6 @@ from shadowswap.clock import Clock
 from shadowswap.metrics import Comparison, MetricsSink
 
 
-
 @dataclass(frozen=True)
 class Event:
     """One event: seconds since the timeline started, name, arguments."""
@@ -63,6 +62,12 @@ class TimelineSink:
 
     def count(self, name: str, since: float = 0.0, until: float = float("inf")) -> int:
         return len(self.events(name, since, until))
+
+    def count_where(
+        self, name: str, first: Any, since: float = 0.0, until: float = float("inf")
+    ) -> int:
+        """Events ``name`` whose first argument is ``first`` (a drop's reason)."""
+        return sum(1 for e in self.events(name, since, until) if e.args and e.args[0] == first)
 
     # -- MetricsSink ------------------------------------------------------------------------
     def read(self, backend: str, role: str, outcome: str, seconds: float) -> None:

@@ -3,8 +3,8 @@ what came back — which backend served each read, fallbacks, errors, latencies,
 answer compares with the legacy primary's own answer to the same query.
 
 The shadow executor is not allowed to fall behind: before each read, the traffic waits while
-the shadow queue holds a quarter of its default capacity (a real service's reads are spread out in time; a
-tight loop here would only measure the queue's overflow).
+the shadow queue holds a quarter of its default capacity (a real service's reads are spread
+out in time; a tight loop here would only measure the queue's overflow).
 """
 
 from __future__ import annotations

@@ -186,8 +186,10 @@ class LiveWriter:
 
     def _pick_op(self, tenant: str) -> str:
         draw = float(self._gen.random())
-        for op, share in _MIX:
+        op = _MIX[-1][0]
+        for name, share in _MIX:
             if draw < share:
+                op = name
                 break
             draw -= share
         if op != "insert" and len(self._ids[tenant]) < _MAX_BATCH:

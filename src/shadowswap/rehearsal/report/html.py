@@ -11,6 +11,7 @@ outage), ``cutover`` (which backend served the reads at each step), ``gate`` (th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -19,7 +20,7 @@ from typing import Any
 from shadowswap.rehearsal.report import svg
 from shadowswap.rehearsal.result import RehearsalResult
 
-_NDCG_BINS = tuple(i / 20 for i in range(20)) + (1.0001,)
+_NDCG_BINS = (*(i / 20 for i in range(20)), 1.0001)
 
 _CSS = """
 :root { color-scheme: light; --ok: #16a34a; --bad: #dc2626; --hold: #ca8a04; --muted: #6b7280; }
@@ -45,7 +46,8 @@ svg .tick { font-size: 11px; fill: #374151; } svg .label { font-size: 12px; fill
 svg .grid { stroke: #e5e7eb; stroke-width: 1; } svg .axis { stroke: #6b7280; stroke-width: 1; }
 svg .series { fill: none; stroke-width: 2; } svg .mark { stroke: #111827; stroke-dasharray: 4 3; }
 table { border-collapse: collapse; width: 100%; font-size: 13.5px; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #f0f0f0; vertical-align: top; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #f0f0f0;
+         vertical-align: top; }
 th { color: var(--muted); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .passed { color: var(--ok); font-weight: 600; } .failed { color: var(--bad); font-weight: 600; }
@@ -109,6 +111,11 @@ def render(inputs: ReportInputs) -> str:
         f"<title>{escape(title)}</title><style>{_CSS}</style></head>\n"
         f"<body><main>\n{chr(10).join(body)}\n</main></body></html>\n"
     )
+
+
+def backend_colours(primary: str, target: str) -> dict[str, str]:
+    """One colour per backend kind on every chart: the legacy primary orange, the target blue."""
+    return {primary: svg.PALETTE[1], target: svg.PALETTE[0]}
 
 
 def _card(name: str, value: str, css: str = "") -> str:
@@ -224,19 +231,16 @@ def _latency(inputs: ReportInputs) -> str:
             bins=bins,
             x_label="milliseconds (log scale)",
             log_x=True,
+            colours=[svg.PALETTE[1], svg.PALETTE[0]],
         )
     return f'<section id="latency"><h2>Latency</h2><div class="charts">{chart}</div></section>'
 
 
 def _floor_log(value: float) -> int:
-    import math
-
     return math.floor(math.log10(value))
 
 
 def _ceil_log(value: float) -> int:
-    import math
-
     return math.ceil(math.log10(value))
 
 
@@ -267,12 +271,14 @@ def _cutover(inputs: ReportInputs) -> str:
     kinds = sorted({k for b in bars for k in b.served_by})
     stacks = {k: [float(b.served_by.get(k, 0)) for b in bars] for k in kinds}
     notes = ["" if b.identical_share is None else f"{b.identical_share:.0%} same" for b in bars]
+    palette = backend_colours(inputs.result.primary, inputs.result.target)
     chart = svg.stacked_bars(
         "Which backend served the reads at each step",
         [b.step for b in bars],
         stacks,
         y_label="reads",
         notes=notes,
+        colours=[palette.get(k, svg.PALETTE[2]) for k in kinds],
     )
     head = "".join(f"<th>{escape(k)}</th>" for k in kinds)
     rows = "".join(
@@ -296,12 +302,18 @@ def _cutover(inputs: ReportInputs) -> str:
 def _gate(r: RehearsalResult) -> str:
     gate = r.gate
     if not gate:
-        return '<section id="gate"><h2>Gate</h2><p class="muted">The gate did not run.</p></section>'
+        return (
+            '<section id="gate"><h2>Gate</h2><p class="muted">The gate did not run.</p></section>'
+        )
     rows = []
     for c in gate.get("criteria", []):
         passed = c.get("passed")
         css, word = (
-            ("passed", "yes") if passed else ("notrun", "unknown") if passed is None else ("failed", "no")
+            ("passed", "yes")
+            if passed
+            else ("notrun", "unknown")
+            if passed is None
+            else ("failed", "no")
         )
         rows.append(
             f"<tr><td>{escape(str(c.get('name')))}</td>"

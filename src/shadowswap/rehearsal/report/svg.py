@@ -10,6 +10,7 @@ Charts: `histogram` (one or more series over shared bins, linear or log x axis),
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,13 @@ def fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def _text(x: float, y: float, text: str, cls: str = "tick", anchor: str = "start") -> str:
+    """A text element; ``text`` is escaped here."""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" class="{cls}" text-anchor="{anchor}">{escape(text)}</text>'
+    )
+
+
 def _open(title: str, width: int = _W, height: int = _H) -> list[str]:
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
@@ -87,16 +95,20 @@ def _axes(
     top, bottom = y.px_hi, y.px_lo
     for t in y.ticks():
         py = y(t)
-        out.append(f'<line x1="{x.px_lo}" x2="{x.px_hi}" y1="{py:.1f}" y2="{py:.1f}" class="grid"/>')
-        out.append(f'<text x="{x.px_lo - 6}" y="{py + 4:.1f}" class="tick" text-anchor="end">{fmt(t)}</text>')
+        out.append(
+            f'<line x1="{x.px_lo}" x2="{x.px_hi}" y1="{py:.1f}" y2="{py:.1f}" class="grid"/>'
+        )
+        out.append(_text(x.px_lo - 6, py + 4, fmt(t), anchor="end"))
     for t in x_ticks if x_ticks is not None else x.ticks():
         px = x(t)
-        out.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{bottom}" y2="{bottom + 4}" class="axis"/>')
-        out.append(f'<text x="{px:.1f}" y="{bottom + 16}" class="tick" text-anchor="middle">{fmt(t)}</text>')
+        out.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{bottom}" y2="{bottom + 4}" class="axis"/>'
+        )
+        out.append(_text(px, bottom + 16, fmt(t), anchor="middle"))
     out.append(f'<line x1="{x.px_lo}" x2="{x.px_hi}" y1="{bottom}" y2="{bottom}" class="axis"/>')
     out.append(f'<line x1="{x.px_lo}" x2="{x.px_lo}" y1="{top}" y2="{bottom}" class="axis"/>')
     mid = (x.px_lo + x.px_hi) / 2
-    out.append(f'<text x="{mid:.1f}" y="{bottom + 34}" class="label" text-anchor="middle">{escape(x_label)}</text>')
+    out.append(_text(mid, bottom + 34, x_label, "label", "middle"))
     cy = (top + bottom) / 2
     out.append(
         f'<text x="14" y="{cy:.1f}" class="label" text-anchor="middle" '
@@ -132,10 +144,12 @@ def histogram(
     y_label: str = "share of samples",
     log_x: bool = False,
     counts_on_bars: bool = False,
+    colours: Sequence[str] | None = None,
 ) -> str:
     """Each series' share of samples per bin (so series of different sizes compare), drawn
     as translucent bars over the same bins; values outside the bins go to the end bins.
-    ``counts_on_bars`` prints each bar's count above it (so a thin tail still shows)."""
+    ``counts_on_bars`` prints each bar's count above it (so a thin tail still shows);
+    ``colours`` (one per series) default to the palette."""
     if not any(series.values()):
         return empty(title, "no samples")
     shares: dict[str, list[float]] = {}
@@ -151,7 +165,7 @@ def histogram(
     y = Scale(0.0, top * 1.1, _H - _M["bottom"], _M["top"])
     parts = _open(title)
     parts += _axes(x, y, x_label, y_label)
-    colours = PALETTE[: len(series)]
+    colours = list(colours or PALETTE[: len(series)])
     for (name, values), colour in zip(shares.items(), colours, strict=True):
         n = len(series[name])
         for i, share in enumerate(values):
@@ -198,8 +212,8 @@ def step_lines(
     top = max([p[1] for p in points] + [1.0])
     y = Scale(0.0, top * 1.15, _H - _M["bottom"], _M["top"])
     parts = _open(title)
-    bands = list(states) + [(hi, "")]
-    for (t0, state), (t1, _) in zip(bands, bands[1:], strict=False):
+    bands = [*states, (hi, "")]
+    for (t0, state), (t1, _) in itertools.pairwise(bands):
         colour = STATE_COLOURS.get(state)
         if colour is None or t1 <= lo:
             continue
@@ -225,8 +239,12 @@ def step_lines(
         if not lo <= t <= hi:
             continue
         px = x(t)
-        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{y.px_hi}" y2="{y.px_lo}" class="mark"/>')
-        parts.append(f'<text x="{px + 3:.1f}" y="{y.px_hi + 12}" class="tick">{escape(label)}</text>')
+        parts.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{y.px_hi}" y2="{y.px_lo}" class="mark"/>'
+        )
+        parts.append(
+            f'<text x="{px + 3:.1f}" y="{y.px_hi + 12}" class="tick">{escape(label)}</text>'
+        )
     legend = [s for s in ("closed", "half_open", "open") if any(st == s for _, st in states)]
     names = ["outbox items"] + [f"breaker {s}" for s in legend]
     parts += _legend(names, [PALETTE[0]] + [STATE_COLOURS[s] for s in legend])
@@ -240,9 +258,10 @@ def stacked_bars(
     *,
     y_label: str,
     notes: Sequence[str] = (),
+    colours: Sequence[str] | None = None,
 ) -> str:
     """One bar per category, stacked by series (``stacks[name][i]`` for category ``i``);
-    ``notes[i]`` is printed above bar ``i``."""
+    ``notes[i]`` is printed above bar ``i``; ``colours`` as for `histogram`."""
     if not categories:
         return empty(title, "nothing to show")
     totals = [sum(s[i] for s in stacks.values()) for i in range(len(categories))]
@@ -253,8 +272,10 @@ def stacked_bars(
     for t in y.ticks():
         py = y(t)
         parts.append(f'<line x1="{left}" x2="{right}" y1="{py:.1f}" y2="{py:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{py + 4:.1f}" class="tick" text-anchor="end">{fmt(t)}</text>')
-    colours = PALETTE[: len(stacks)]
+        parts.append(
+            f'<text x="{left - 6}" y="{py + 4:.1f}" class="tick" text-anchor="end">{fmt(t)}</text>'
+        )
+    colours = list(colours or PALETTE[: len(stacks)])
     for i, category in enumerate(categories):
         x0 = left + i * slot + slot * 0.2
         width = slot * 0.6
@@ -303,12 +324,14 @@ def gantt(title: str, rows: Sequence[tuple[str, float, float, str]], *, x_label:
     bottom = _M["top"] + row_h * len(rows)
     for t in x.ticks(6):
         px = x(t)
-        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{_M["top"]}" y2="{bottom}" class="grid"/>')
-        parts.append(f'<text x="{px:.1f}" y="{bottom + 16}" class="tick" text-anchor="middle">{fmt(t)}</text>')
+        parts.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{_M["top"]}" y2="{bottom}" class="grid"/>'
+        )
+        parts.append(_text(px, bottom + 16, fmt(t), anchor="middle"))
     for i, (label, start, duration, status) in enumerate(rows):
         y0 = _M["top"] + i * row_h
         colour = STATUS_COLOURS.get(status, PALETTE[0])
-        parts.append(f'<text x="{left - 6}" y="{y0 + 13}" class="tick" text-anchor="end">{escape(label)}</text>')
+        parts.append(_text(left - 6, y0 + 13, label, anchor="end"))
         a = x(start)
         parts.append(
             f'<rect x="{a:.1f}" y="{y0 + 3}" width="{max(1.5, x(start + duration) - a):.1f}" '
