@@ -31,7 +31,7 @@ from shadowswap.rehearsal.workspace import Workspace
 from shadowswap.rollout.decisions import read_role
 from shadowswap.rollout.journal import Journal
 from shadowswap.rollout.live import EnvFileSettings
-from shadowswap.rollout.moves import MoveReport, MoveRequest, PhaseMover
+from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
 from shadowswap.rollout.phases import classify
 from shadowswap.runtime import Runtime
 from shadowswap.shadow.observations import Observation
@@ -110,12 +110,12 @@ class Context:
         return settings.target_backend
 
     # -- operator moves -------------------------------------------------------------------------
-    def move(self, action: str, reason: str, **options: Any) -> tuple[MoveReport, float]:
+    def move(self, action: Action, reason: str, **options: Any) -> tuple[MoveReport, float]:
         """One phase move on the env file (``--apply``), then wait until the runtime follows;
         returns the report and how long the runtime took to follow."""
         request = MoveRequest(
             env_file=self.ws.env_file,
-            action=action,  # type: ignore[arg-type]
+            action=action,
             apply=True,
             operator=self.options.operator,
             reason=reason,

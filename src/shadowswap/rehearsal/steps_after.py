@@ -154,13 +154,16 @@ def rollback_drill(ctx: Context) -> Outcome:
         raise StepFailed(problem, numbers)
     if applied.result != "success" or dry.result != "success":
         raise StepFailed("the rollback did not succeed", numbers)
-    if set(batch.served_by) != {legacy} or batch.identical != batch.reads:
+    # The live writes go on (to the legacy store only, dual write is off), so an update may
+    # land between a read and its reference read: 1 % of answers may differ for that reason.
+    if set(batch.served_by) != {legacy} or batch.identical < batch.reads * 0.99:
         raise StepFailed(f"reads not all served by {legacy} with its own answers", numbers)
     if len(entries) != 2:
         raise StepFailed(f"{len(entries)} journal lines for the drill, not 2", numbers)
     return Outcome(
         f"dry run (env file untouched), then --apply: every read on {legacy} after "
-        f"{reload_s:.2f}s, answers identical; 2 journal lines",
+        f"{reload_s:.2f}s, {batch.identical}/{batch.reads} answers identical to its own; "
+        "2 journal lines",
         numbers,
     )
 

@@ -28,7 +28,7 @@ from shadowswap.gate import (
     evidence_from_state,
 )
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
-from shadowswap.rehearsal.traffic import send_reads, wait_for_shadows
+from shadowswap.rehearsal.traffic import ReadBatch, send_reads, wait_for_shadows
 from shadowswap.shadow.observations import read_observations
 from shadowswap.sync.backfill import Backfill
 from shadowswap.sync.checkpoint import FileCheckpoints
@@ -171,7 +171,7 @@ def target_outage(ctx: Context) -> Outcome:
     peak = ctx.runtime.outbox.stats().size
     up = ctx.timeline.mark("target up")
     ctx.faulty.come_up()
-    wait = ctx.settings.cb_window_s + 10.0
+    wait = ctx.settings.cb_window_s + 30.0  # a slow trial batch re-opens it for a window
     closed = _wait_state(ctx, State.CLOSED, wait)
     end = ctx.timeline.elapsed()
     ctx.windows["outage"] = (down - 1.0, end + 1.0)
@@ -285,7 +285,7 @@ def shadow_read(ctx: Context) -> Outcome:
     )
 
 
-def _primary_latencies(batch: Any) -> list[float]:
+def _primary_latencies(batch: ReadBatch) -> list[float]:
     return [v for values in batch.latencies.values() for v in values]
 
 
