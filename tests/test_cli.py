@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,28 +10,11 @@ import pytest
 
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing import clustered_corpus
+from tests.helpers import ROOT, cli, run
 from tests.servers import free_port
 from tests.test_config import CONTRACT_DEFAULTS
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "test_vector_store_connection.py"
-
-
-def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))
-    }
-    clean["PYTHONPATH"] = str(ROOT / "src")  # this checkout's code, whatever is installed
-    clean.update(env or {})
-    return subprocess.run(
-        args, cwd=cwd, env=clean, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shadowswap", *args]
 
 
 def test_config_json_shows_every_contract_default(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing import clustered_corpus
-from tests.test_cli import cli, run
+from tests.helpers import cli, run
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from shadowswap.errors import InvalidInput
 from shadowswap.similarity import Metric, canonical_vector
-from shadowswap.values import Document, check_doc_id, check_tenant
+from shadowswap.values import Document, Hit, check_doc_id, check_tenant
 
 # Pinned: if this changes, every stored hash in every deployment changes. Bump the version
 # in the hash's magic bytes instead.
@@ -154,3 +154,11 @@ def test_documents_are_immutable_and_never_print_content() -> None:
         doc.vector[0] = 5.0
     shown = repr(doc)
     assert "private" not in shown and "value" not in shown and "1.0" not in shown
+
+
+def test_hits_print_their_doc_id_and_score_never_metadata_values() -> None:
+    hit = Hit("faq-1", 0.75, {"secret": "value", "n": 123456})
+    assert repr(hit) == "Hit(doc_id='faq-1', score=0.75)"
+    assert repr((hit,)) == "(Hit(doc_id='faq-1', score=0.75),)"
+    assert hit == Hit("faq-1", 0.75, {"secret": "value", "n": 123456})  # still compared whole
+    assert hit != Hit("faq-1", 0.75, {"secret": "other", "n": 123456})

@@ -261,9 +261,37 @@ class Document:
     def dimension(self) -> int:
         return int(self.vector.shape[0])
 
+    @classmethod
+    def _trusted(
+        cls,
+        tenant: str,
+        doc_id: str,
+        vector: Vector,
+        metadata: Mapping[str, MetaValue],
+        text: str | None,
+        content_hash: str | None = None,
+    ) -> Document:
+        """A document built from parts that already passed this module's checks, without
+        checking them again: for what shadowswap reads back from its own storage (a store's
+        catalog, which holds only validated documents) and for `with_vector`. ``vector`` must
+        be a read-only 1-D float32 array; ``content_hash``, when given, must be the hash
+        shadowswap computed for exactly these parts. Never use it for external input."""
+        doc = object.__new__(cls)
+        object.__setattr__(doc, "tenant", tenant)
+        object.__setattr__(doc, "doc_id", doc_id)
+        object.__setattr__(doc, "vector", vector)
+        object.__setattr__(doc, "metadata", MappingProxyType(dict(metadata)))
+        object.__setattr__(doc, "text", text)
+        if content_hash is not None:
+            doc.__dict__["content_hash"] = content_hash  # what cached_property would store
+        return doc
+
     def with_vector(self, vector: Vector) -> Document:
-        """The same document with another vector (used to canonicalise under cosine)."""
-        return Document(self.tenant, self.doc_id, vector, self.metadata, self.text)
+        """The same document with another vector (used to canonicalise under cosine); only the
+        new vector is checked, the other parts were checked when this document was made."""
+        return Document._trusted(
+            self.tenant, self.doc_id, to_vector(vector), self.metadata, self.text
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Document):
@@ -286,11 +314,15 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a document id, its similarity (higher is better), its metadata."""
+    """One search result: a document id, its similarity (higher is better), its metadata.
+
+    Its ``repr`` shows the doc id and score only: hits end up in logs and assertion messages,
+    which must never carry metadata values.
+    """
 
     doc_id: str
     score: float
-    metadata: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META)
+    metadata: Mapping[str, MetaValue] = field(default_factory=lambda: _EMPTY_META, repr=False)
 
 
 @dataclass(frozen=True)

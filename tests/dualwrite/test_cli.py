@@ -5,8 +5,6 @@ target on disk, as the defaults would have them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +20,9 @@ from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from tests.dualwrite.conftest import doc, static
+from tests.helpers import ROOT, run
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "replay_outbox.py"
 
 
@@ -38,17 +36,6 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
         "RETRIEVAL_DUAL_WRITE_OUTBOX_URL": str(tmp_path / "outbox.sqlite3"),
         **extra,
     }
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))
-    }
-    clean["PYTHONPATH"] = str(ROOT / "src")
-    clean.update(env)
-    return subprocess.run(
-        args, cwd=cwd, env=clean, capture_output=True, text=True, timeout=180, check=False
-    )
 
 
 def cli(*args: str) -> list[str]:

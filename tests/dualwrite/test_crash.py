@@ -33,14 +33,12 @@ from tests.dualwrite.crash_writer import (
     apply,
     operations,
 )
+from tests.helpers import ROOT, child_env
 from tests.servers import ChromaServer
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def writer(tmp_path: Path, url: str, start: int, stop: int) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env = child_env({"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])})
     args = [str(tmp_path / "faiss"), url, str(tmp_path / "outbox.sqlite3"), str(start), str(stop)]
     with (tmp_path / f"writer-{start}.log").open("w") as log:
         return subprocess.Popen(

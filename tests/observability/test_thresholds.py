@@ -4,7 +4,6 @@ in-place updates of the rules file that change nothing else."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 
 from shadowswap.observability import thresholds as th
+from tests.helpers import ROOT, run
 from tests.servers import PrometheusServer, promtool
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "shadowswap-rules.yml"
 SCRIPT = ROOT / "scripts" / "prometheus" / "compute_shadow_thresholds.py"
 
@@ -94,16 +93,7 @@ def test_write_rules_changes_only_the_anchored_numbers(tmp_path: Path) -> None:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run([sys.executable, str(SCRIPT), *args], cwd)
 
 
 def test_script_reads_a_saved_pull_and_updates_rules(tmp_path: Path) -> None:

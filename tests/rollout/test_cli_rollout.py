@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from shadowswap.config import load_settings
+from tests.helpers import ROOT, cli, run
 from tests.rollout.stub_service import StubRetrievalService
 
-ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "env.staging"
 # Runbook 002, "Commande (dry-run puis apply)", copied as written.
 RUNBOOK_DRY_RUN = (
@@ -33,29 +33,12 @@ JOURNAL = Path("artifacts") / "rollback_drill_log.ndjson"
 FIELDS = ["timestamp", "operator", "env_file", "apply", "result", "duration_s", "changes", "notes"]
 
 
-def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))
-    }
-    clean["PYTHONPATH"] = str(ROOT / "src")
-    clean.update(env or {})
-    return subprocess.run(
-        args, cwd=cwd, env=clean, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def runbook(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a runbook line as an operator would, from a checkout: `python` is this interpreter
     and `scripts/` is the repository's."""
     argv = shlex.split(line)
     assert argv[0] == "python"
     return run([sys.executable, *argv[1:]], cwd)
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shadowswap", *args]
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run
 from tests.servers import free_port
-from tests.test_cli import run
 
 SERVERS = {
     "elastic": "http://elastic:pw-e@127.0.0.1:{port}",

@@ -26,7 +26,7 @@ from shadowswap.errors import (
 )
 from shadowswap.similarity import Metric, canonical_vector
 from shadowswap.stores.elastic import ElasticStore
-from shadowswap.stores.remote import tokens
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, to_vector
 from tests.servers import free_port
 from tests.stores.http_stubs import search_docs as es
@@ -91,8 +91,7 @@ def test_first_write_records_the_store_then_maps_the_tenant_index_then_bulks(
 
     assert (report.written, report.unchanged) == (2, 0)
     assert [f"{r.method} {r.path}" for r in stub.requests] == [
-        f"GET /{META}/_doc/store",  # the store's dimension: unknown...
-        f"GET /{META}/_doc/store",  # ...still unknown right before it is fixed
+        f"GET /{META}/_doc/store",  # the store's dimension: unknown (read once)
         f"PUT /{META}",
         f"PUT /{META}/_create/store",
         f"POST /{INDEX}/_mget",  # hashes held: none, the index does not exist yet
@@ -132,7 +131,7 @@ def test_first_write_records_the_store_then_maps_the_tenant_index_then_bulks(
     assert lines[0] == {"index": {"_index": INDEX, "_id": "a"}}
     a = lines[1]
     assert a["doc_id"] == "a" and a["hash"] == canonical(docs()[0]).content_hash
-    assert a["tokens"] == ["b:ok=true", "n:big=4611686018427387904", "n:n=7", "s:lang=en"]
+    assert a["tokens"] == ["big:n:4611686018427387904", "lang:s:en", "n:n:7", "ok:b:true"]
     assert a["vector"] == unit([3.0, 4.0, 0.0])
     raw = np.frombuffer(base64.b64decode(a["payload"]["vector"]), dtype="<f4")
     assert raw.tolist() == a["vector"]  # the exact float32 copy
@@ -165,7 +164,7 @@ def test_new_content_replaces_the_whole_document(stub: StubServer) -> None:
     action, source = only(stub.calls("PUT", "/_bulk")).ndjson()
     assert action == {"index": {"_index": INDEX, "_id": "a"}}  # index = replace, not update
     assert json.loads(source["payload"]["meta"]) == {"keep": "y"}
-    assert source["tokens"] == ["s:keep=y"] and source["payload"]["text"] is None
+    assert source["tokens"] == ["keep:s:y"] and source["payload"]["text"] is None
 
 
 def test_a_failed_bulk_item_raises_with_the_engine_reason(stub: StubServer) -> None:
@@ -203,8 +202,7 @@ def test_a_second_dimension_is_refused_when_another_writer_recorded_one(stub: St
     stub.on(
         "GET",
         f"/{META}/_doc/store",
-        es.index_missing(META),
-        es.index_missing(META),
+        es.index_missing(META),  # read once by the upsert: no dimension yet
         es.found(META, "store", {"format": "1", "metric": "cosine", "dimension": 5}),
     )
     stub.on("PUT", f"/{META}", es.error(400, "resource_already_exists_exception", "exists"))
@@ -257,7 +255,7 @@ def test_search_sends_knn_with_the_filter_inside_and_converts_scores(
             "num_candidates": 100,
             "filter": {
                 "bool": {
-                    "filter": [{"term": {"tokens": "n:n=7"}}, {"term": {"tokens": "s:lang=en"}}]
+                    "filter": [{"term": {"tokens": "lang:s:en"}}, {"term": {"tokens": "n:n:7"}}]
                 }
             },
         },
@@ -278,7 +276,7 @@ def test_hits_that_do_not_match_the_exact_filter_are_dropped(stub: StubServer) -
     result = open_store(stub).search(T, [1.0, 0.0, 0.0], 2, {"flag": True})
     assert result.doc_ids == ["a"]
     body = only(stub.calls("POST", f"/{INDEX}/_search")).json()
-    assert body["knn"]["filter"] == {"bool": {"filter": [{"term": {"tokens": "b:flag=true"}}]}}
+    assert body["knn"]["filter"] == {"bool": {"filter": [{"term": {"tokens": "flag:b:true"}}]}}
 
 
 def test_searching_a_tenant_without_index_returns_nothing(stub: StubServer) -> None:

@@ -97,7 +97,7 @@ def test_first_write_maps_a_lucene_knn_vector_and_search_converts_its_scores(
                 "vector": {
                     "vector": vector,
                     "k": 100,  # at least 100 candidates; size cuts to k
-                    "filter": {"bool": {"filter": [{"term": {"tokens": "s:lang=en"}}]}},
+                    "filter": {"bool": {"filter": [{"term": {"tokens": "lang:s:en"}}]}},
                 }
             }
         },

@@ -121,7 +121,7 @@ def test_upsert_fetches_hashes_then_writes_whole_records(stub: StubServer, open_
             "ss_doc_id": "a",
             "ss_hash": stored(batch[1])["metadata"]["ss_hash"],
             "ss_meta": '{"big":4611686018427387904,"n":7,"ok":false}',
-            "ss_tokens": ["b:ok=false", "n:big=4611686018427387904", "n:n=7"],
+            "ss_tokens": ["big:n:4611686018427387904", "n:n:7", "ok:b:false"],
             "ss_text": "",
         },
     }
@@ -200,7 +200,7 @@ def test_query_filters_with_eq_on_tokens_and_converts_scores(
         "includeMetadata": True,
         "namespace": T,
         "vector": vector,
-        "filter": {"$and": [{"ss_tokens": {"$eq": "n:n=2"}}, {"ss_tokens": {"$eq": "s:k=v"}}]},
+        "filter": {"$and": [{"ss_tokens": {"$eq": "k:s:v"}}, {"ss_tokens": {"$eq": "n:n:2"}}]},
     }
 
 

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,10 +35,13 @@ from shadowswap.stores.pgvector import PgvectorStore
 from shadowswap.stores.qdrant import QdrantStore
 from shadowswap.testing import clustered_corpus
 from shadowswap.values import Document
+from tests.helpers import ROOT, run
 from tests.servers import free_port, fresh_database
 
 KINDS = ["lancedb", "pgvector", "qdrant-local", "qdrant-edge", "milvus"]
 EMBEDDED = ["lancedb", "qdrant-local", "qdrant-edge", "milvus"]
+#: child processes that import this module (tests.*) as well as shadowswap
+WITH_TESTS = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
 T = "acme"
 
 Opener = Callable[..., BaseStore]
@@ -356,18 +358,8 @@ def open_embedded(kind: str, where: str) -> BaseStore:
 @pytest.mark.parametrize("kind", EMBEDDED)
 def test_acknowledged_writes_survive_a_kill(tmp_path: Path, kind: str) -> None:
     """The writing process is SIGKILLed right after its calls return; nothing is lost."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
     where = str(tmp_path / kind)
-    out = subprocess.run(
-        [sys.executable, "-c", _CRASH, kind, where],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = run([sys.executable, "-c", _CRASH, kind, where], ROOT, WITH_TESTS)
     assert "acknowledged" in out.stdout, out.stderr
     assert out.returncode == -signal.SIGKILL
     store = open_embedded(kind, where)
@@ -414,7 +406,6 @@ def test_connection_script_checks_each_kind(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
     """Runbook 003's script, as a real process, on a store holding data."""
-    root = Path(__file__).resolve().parents[2]
     location = {
         "lancedb": str(tmp_path / "lancedb"),
         "pgvector": fresh_database(request.getfixturevalue("postgres_dsn"))
@@ -431,16 +422,10 @@ def test_connection_script_checks_each_kind(
     }[kind]()
     store.upsert("t1", clustered_corpus("t1", 25, 8, queries=0).documents)
     store.close()  # embedded engines serve one process at a time
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRIEVAL_")}
-    env |= {"PYTHONPATH": str(root / "src"), f"RETRIEVAL_{kind.upper()}_URL": location}
-    out = subprocess.run(
-        [sys.executable, str(root / "scripts" / "test_vector_store_connection.py"), kind, "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    out = run(
+        [sys.executable, str(ROOT / "scripts" / "test_vector_store_connection.py"), kind, "--json"],
+        tmp_path,
+        {f"RETRIEVAL_{kind.upper()}_URL": location},
     )
     assert out.returncode == 0, out.stderr
     (backend,) = json.loads(out.stdout)["backends"]
@@ -450,8 +435,6 @@ def test_connection_script_checks_each_kind(
 
 def test_milvus_lite_file_is_released_on_close_and_refused_while_held(tmp_path: Path) -> None:
     """Milvus Lite locks its file per process; close must unlock it for the next process."""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
     where = str(tmp_path / "m.db")
     probe = (
         "import sys\n"
@@ -467,13 +450,10 @@ def test_milvus_lite_file_is_released_on_close_and_refused_while_held(tmp_path: 
     )
 
     def other_process() -> str:
-        out = subprocess.run(
+        out = run(
             [sys.executable, "-c", probe, where],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            tmp_path,
+            WITH_TESTS,
         )
         return out.stdout
 

@@ -1,9 +1,9 @@
-"""The rules the hosted-store adapters share (`shadowswap.stores.remote`): filter tokens,
-exact record encodings, score conversions, locations and credentials, error mapping.
+"""The rules the hosted-store adapters share (`shadowswap.stores.remote`): exact record
+encodings, score conversions, locations and credentials, error mapping.
 
 These carry the correctness of four adapters whose engines cannot run here, so they are
-checked as properties, against the reference rule (`shadowswap.stores.base.matches`) and the
-engines' documented score formulas.
+checked as properties and against the engines' documented score formulas. The filter tokens
+these adapters also use are checked in ``test_tokens.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import ConfigError, StoreError, StoreTimeout, StoreUnavailable
-from shadowswap.stores.base import matches
 from shadowswap.stores.remote import (
     error_for_status,
     metadata_from_json,
@@ -28,56 +27,12 @@ from shadowswap.stores.remote import (
     similarity_from_inverse_square,
     similarity_from_mip,
     sized_chunks,
-    token,
-    tokens,
     vector_from_b64,
     vector_to_b64,
     vector_to_floats,
 )
 from shadowswap.stores.searchengine import decode_tenant, encode_tenant
-from shadowswap.values import INT64_MAX, INT64_MIN, TENANT_RE
-
-values = st.one_of(
-    st.booleans(),
-    st.integers(INT64_MIN, INT64_MAX),
-    st.integers(-3, 3),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([0.0, -0.0, 1.0, 2.0, 2.0**53, 2.0**63, -(2.0**63), 1e300, 0.1]),
-    st.sampled_from([2**53 + 1, 2**63 - 1, -(2**63), 1, 0]),
-    st.text(max_size=40),
-    st.sampled_from(["", " a", "a ", "a\tb", "=", "x" * 250, "é" * 70, "true", "1", "1.0"]),
-)
-
-
-@given(values, values)
-def test_two_values_share_a_token_exactly_when_the_filter_rule_matches_them(
-    a: object, b: object
-) -> None:
-    assert (token("k", a) == token("k", b)) is matches({"k": a}, {"k": b})  # type: ignore[dict-item]
-
-
-@given(
-    st.dictionaries(st.sampled_from(["a", "b", "c"]), values),
-    st.dictionaries(st.sampled_from(["a", "b", "c"]), values),
-)
-def test_a_filter_matches_when_the_record_holds_all_its_tokens(meta: dict, flt: dict) -> None:  # type: ignore[type-arg]
-    assert (
-        set(tokens(flt)) <= set(tokens(meta))
-        if matches(meta, flt)
-        else not set(tokens(flt)) <= set(tokens(meta))
-    )
-
-
-def test_tokens_are_short_and_safe_for_every_engine() -> None:
-    assert token("lang", "en") == "s:lang=en"
-    assert token("n", 7) == token("n", 7.0) == "n:n=7"
-    assert token("n", True) == "b:n=true" != token("n", 1)
-    assert token("big", 2**62) == "n:big=4611686018427387904"
-    assert token("f", 2.0**63) == "n:f=9.223372036854776e+18" != token("f", 2**63 - 1)
-    long = token("s", "é" * 8192)
-    assert long.startswith("h:s=") and len(long) == 4 + 64
-    assert token("s", "a ").startswith("h:")  # Weaviate trims field tokens: never end in space
-    assert tokens({}) == []
+from shadowswap.values import TENANT_RE
 
 
 @given(

@@ -21,31 +21,30 @@ from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.sync.reconcile import reconcile
+from tests import helpers
+from tests.helpers import ROOT, child_env, cli
 from tests.servers import free_port
 from tests.stores.conftest import _wipe_chroma_server
 from tests.sync.conftest import changed, corpus, load
-from tests.test_cli import ROOT, cli
 
 TENANTS = ("acme", "globex", "initech")
 
 
 def env_for(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))}
-    env.update(
-        PYTHONPATH=str(ROOT / "src"),
-        RETRIEVAL_FAISS_URL=str(tmp / "faiss"),
-        RETRIEVAL_CHROMA_URL=str(tmp / "chroma"),
-        RETRIEVAL_TARGET_BACKEND="chroma",
-        RETRIEVAL_STATE_DIR=str(tmp / "state"),
+    """The whole environment of a child process (also for Popen)."""
+    return child_env(
+        {
+            "RETRIEVAL_FAISS_URL": str(tmp / "faiss"),
+            "RETRIEVAL_CHROMA_URL": str(tmp / "chroma"),
+            "RETRIEVAL_TARGET_BACKEND": "chroma",
+            "RETRIEVAL_STATE_DIR": str(tmp / "state"),
+            **extra,
+        }
     )
-    env.update(extra)
-    return env
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False
-    )
+    return helpers.run(cli(*args), cwd, env)
 
 
 def faiss_at(tmp: Path) -> FaissStore:

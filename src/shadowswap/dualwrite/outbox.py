@@ -38,8 +38,9 @@ Semantics
                 and a replay takes them only if the writer died.
     ack/fail    only the lease owner can ack (delete) or fail (attempts + 1, last error kept)
                 its items.
-    durability  an item is stored when ``append`` returns (SQLite: WAL, synchronous=FULL, an
-                fsync per commit; PostgreSQL: its commit).
+    durability  an item is stored when ``append`` returns (SQLite: in the WAL, surviving any
+                process crash; with ``?synchronous=full`` also a power cut; PostgreSQL: its
+                commit).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import parse_qsl
 
 from shadowswap.errors import ConfigError, MissingDependency
 from shadowswap.values import Document
@@ -260,7 +262,16 @@ def open_outbox(url: str) -> Outbox:
             text,
             "expected a file path (SQLite outbox) or a postgresql:// DSN",
         )
-    sqlite: Outbox = importlib.import_module("shadowswap.dualwrite.sqlite_outbox").SqliteOutbox(
-        text
-    )
+    path, _, query = text.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    level = options.pop("synchronous", "normal").upper()
+    if options or level not in ("NORMAL", "FULL"):
+        raise ConfigError(
+            "RETRIEVAL_DUAL_WRITE_OUTBOX_URL",
+            text,
+            "the only option of a SQLite outbox is ?synchronous=normal (the default: survives "
+            "any process crash) or ?synchronous=full (an fsync per commit: survives a power cut)",
+        )
+    module = importlib.import_module("shadowswap.dualwrite.sqlite_outbox")
+    sqlite: Outbox = module.SqliteOutbox(path, synchronous=level)
     return sqlite

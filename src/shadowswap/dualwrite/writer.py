@@ -7,7 +7,7 @@ settings of that call. The synchronous write's failure is the caller's failure. 
 write never is.
 
 Ordering, and why
-    1. Each change is appended to the outbox (one fsync'd commit), then the synchronous
+    1. Each change is appended to the outbox (one commit), then the synchronous
        backend is written. When the synchronous write fails, the appended items are
        discarded. Appending first means a crash between the two leaves an item for a write
        the source may not hold (recognised by the replay rules) rather than a committed

@@ -31,6 +31,7 @@ from typing import Protocol, runtime_checkable
 
 from shadowswap.errors import (
     DimensionMismatch,
+    IncompatibleStore,
     InvalidInput,
     ShadowswapError,
     StoreError,
@@ -127,8 +128,10 @@ class BaseStore(abc.ABC):
     def _stored_dimension(self) -> int | None: ...
 
     @abc.abstractmethod
-    def _fix_dimension(self, dimension: int) -> None:
-        """Record the dimension on the first write (only called while it is unknown)."""
+    def _fix_dimension(self, dimension: int) -> int:
+        """Record ``dimension`` on the first write (only called while it looked unknown), unless
+        another writer fixed one meanwhile; return the dimension the store holds now. The
+        caller refuses the batch when that is not ``dimension``."""
 
     @abc.abstractmethod
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
@@ -333,11 +336,19 @@ class BaseStore(abc.ABC):
         return canonical_vector(query, self._metric)
 
     def _prepare(self, tenant: str, documents: Sequence[Document]) -> list[Document]:
-        """Check tenants and dimension, canonicalise vectors, keep the last of duplicate ids."""
+        """Check tenants and dimension, canonicalise vectors, keep the last of duplicate ids.
+
+        The store's dimension is read once (a round trip on remote stores). When it is not
+        fixed yet, the batch's own dimension is fixed before anything is written; if another
+        writer fixed a different one meanwhile, the batch is refused here.
+        """
         if isinstance(documents, Document) or not isinstance(documents, Sequence):
             raise InvalidInput("documents", "expected a list of documents")
+        if not documents:
+            return []
         by_id: dict[str, Document] = {}
-        dimension = self.dimension
+        held = self.dimension
+        dimension = held
         for i, doc in enumerate(documents):
             if not isinstance(doc, Document):
                 raise InvalidInput(f"documents[{i}]", "expected a Document")
@@ -346,17 +357,19 @@ class BaseStore(abc.ABC):
                     f"documents[{i}].tenant",
                     f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
                 )
-            if dimension is not None and doc.dimension != dimension:
+            if dimension is None:
+                dimension = doc.dimension
+            elif doc.dimension != dimension:
                 raise DimensionMismatch(
                     f"documents[{i}].vector", dimension, doc.dimension, self.kind
                 )
-            if dimension is None:
-                dimension = doc.dimension
             vec = canonical_vector(doc.vector, self._metric, f"documents[{i}].vector")
             by_id[doc.doc_id] = doc if vec is doc.vector else doc.with_vector(vec)
-        if by_id and self.dimension is None and dimension is not None:
+        if held is None and dimension is not None:
             with self._edge("upsert", tenant):
-                self._fix_dimension(dimension)
+                fixed = self._fix_dimension(dimension)
+            if fixed != dimension:  # another writer fixed the dimension first
+                raise DimensionMismatch("documents[0].vector", fixed, dimension, self.kind)
         return list(by_id.values())
 
     @contextmanager
@@ -378,6 +391,35 @@ def check_k(k: object) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidInput("k", f"{k!r} is not accepted; use an integer from 1 to {MAX_K}")
     return k
+
+
+def check_store_record(
+    kind: str,
+    info: Mapping[str, object],
+    *,
+    format: str,
+    metric: Metric,
+    record: str,
+    store: str,
+    elsewhere: str,
+    format_key: str = "format",
+) -> None:
+    """Refuse a store whose record (``info``, kept at ``record``) was written by another
+    format version of an adapter, or whose store (``store``) was created with another metric:
+    `IncompatibleStore`, saying what to do (``elsewhere``: where else the data could go)."""
+    held = info.get(format_key)
+    if held != format:
+        raise IncompatibleStore(
+            kind, "open", f"{record} has format {held!r}; this version reads {format}"
+        )
+    held_metric = info.get("metric")
+    if held_metric != metric.value:
+        raise IncompatibleStore(
+            kind,
+            "open",
+            f"{store} was created with metric {held_metric!r}, not {metric.value!r}; set "
+            f"RETRIEVAL_METRIC={held_metric} or {elsewhere}",
+        )
 
 
 def matches(metadata: Mapping[str, MetaValue], flt: Mapping[str, MetaValue]) -> bool:

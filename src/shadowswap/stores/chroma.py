@@ -27,7 +27,6 @@ Semantics
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -39,14 +38,13 @@ import httpx
 from chromadb.config import Settings
 
 from shadowswap.errors import (
-    DimensionMismatch,
-    IncompatibleStore,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import check_store_record
+from shadowswap.stores.paging import SortedIdScan
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
 FORMAT = "1"
@@ -66,7 +64,7 @@ def tenant_of(name: str) -> str | None:
     return None
 
 
-class ChromaStore(BaseStore):
+class ChromaStore(SortedIdScan):
     """Chroma, embedded or server; see the module docstring."""
 
     kind = "chroma"
@@ -114,18 +112,10 @@ class ChromaStore(BaseStore):
             metadata={"format": FORMAT, "metric": self._metric.value},
         )
         info = dict(meta.metadata or {})
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind, "open", f"{META_COLLECTION} has format {info.get('format')!r}"
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._location} was created with metric {info.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or use "
-                "another location",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=META_COLLECTION,
+            store=self._location, elsewhere="use another location",
+        )  # fmt: skip
         dim = info.get("dimension")
         self._dim = int(dim) if isinstance(dim, int) else None
         return meta
@@ -160,16 +150,19 @@ class ChromaStore(BaseStore):
             self._client()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
-            self._client()
+            # read the record again: another process may have fixed the dimension since open
+            self._meta = self._client().get_collection(META_COLLECTION, embedding_function=None)
             info = dict(self._meta.metadata or {})
             held = info.get("dimension")
-            if isinstance(held, int) and held != dimension:
-                raise DimensionMismatch("vector", held, dimension, self.kind)
+            if isinstance(held, int):
+                self._dim = held
+                return held
             info["dimension"] = dimension
             self._meta.modify(metadata=info)
             self._dim = dimension
+            return dimension
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         col = self._collection(tenant, create=False)
@@ -260,20 +253,6 @@ class ChromaStore(BaseStore):
                 text = None if (meta or {}).get(TEXT_KEY) is False else stored_text
                 out[doc_id] = Document(tenant, doc_id, vec, _user_metadata(meta), text)
         return {d: out[d] for d in doc_ids if d in out}
-
-    def _scan_pages(
-        self, tenant: str, batch_size: int, after: str | None
-    ) -> Iterator[list[Document]]:
-        with self._edge("scan", tenant):
-            ids = sorted(self._all_ids(tenant))
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        for i in range(start, len(ids), batch_size):
-            chunk = ids[i : i + batch_size]
-            with self._edge("scan", tenant):
-                docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]  # deleted meanwhile: skipped
-            if page:
-                yield page
 
     def _all_ids(self, tenant: str) -> list[str]:
         col = self._collection(tenant, create=False)

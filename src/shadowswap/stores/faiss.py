@@ -42,13 +42,11 @@ import numpy as np
 
 from shadowswap.errors import (
     CorruptStore,
-    DimensionMismatch,
-    IncompatibleStore,
     StoreError,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
 # faiss ships stubs that disagree with its SWIG API (remove_ids, SearchParameters(sel=)).
@@ -171,20 +169,10 @@ class FaissStore(BaseStore):
                 (FORMAT, self._metric.value),
             )
             rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if rows.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._catalog} has format {rows.get('format')!r}; this version reads {FORMAT}",
-            )
-        if rows.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._dir} was created with metric {rows.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={rows.get('metric')} or use a "
-                "new directory",
-            )
+        check_store_record(
+            self.kind, rows, format=FORMAT, metric=self._metric, record=str(self._catalog),
+            store=str(self._dir), elsewhere="use a new directory",
+        )  # fmt: skip
 
     def _read_meta_dimension(self) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
@@ -200,15 +188,15 @@ class FaissStore(BaseStore):
                 self._dim = self._read_meta_dimension()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('dimension', ?)", (str(dimension),)
             )
-            held = self._read_meta_dimension()
-            if held != dimension:
-                raise DimensionMismatch("vector", held or 0, dimension, self.kind)
-            self._dim = held
+            self._dim = self._read_meta_dimension()
+            if self._dim is None:
+                raise CorruptStore(self.kind, "upsert", self._location, "no dimension record")
+            return self._dim
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -356,7 +344,7 @@ class FaissStore(BaseStore):
             for chunk in _chunks(doc_ids):
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT doc_id, vector, metadata, text FROM docs "
+                    "SELECT doc_id, vector, metadata, text, hash FROM docs "
                     f"WHERE tenant = ? AND doc_id IN ({marks})",
                     (tenant, *chunk),
                 ).fetchall()
@@ -367,8 +355,8 @@ class FaissStore(BaseStore):
     def _scan_page(self, tenant: str, after: str | None, limit: int) -> list[Document]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT doc_id, vector, metadata, text FROM docs WHERE tenant = ? AND doc_id > ? "
-                "ORDER BY doc_id LIMIT ?",
+                "SELECT doc_id, vector, metadata, text, hash FROM docs "
+                "WHERE tenant = ? AND doc_id > ? ORDER BY doc_id LIMIT ?",
                 (tenant, "" if after is None else after, limit),
             ).fetchall()
         return [self._document(tenant, row) for row in rows]
@@ -394,10 +382,21 @@ class FaissStore(BaseStore):
             cursor = page[-1][0]
 
     def _document(self, tenant: str, row: tuple[Any, ...]) -> Document:
-        doc_id, vec, meta, text = row
-        return Document(
-            tenant, doc_id, np.frombuffer(vec, dtype=np.float32), json.loads(meta), text
-        )
+        """A document from a catalog row, which holds only documents shadowswap validated and
+        canonicalised, with the content hash computed from exactly those parts: nothing is
+        checked or hashed again (a full check costs several times the read itself), except
+        that the vector has the store's dimension."""
+        doc_id, vec, meta, text, content_hash = row
+        vector = np.frombuffer(vec, dtype=np.float32)
+        dimension = self._stored_dimension()
+        if vector.shape[0] != dimension:
+            raise CorruptStore(
+                self.kind,
+                "read",
+                str(self._catalog),
+                f"the vector of {doc_id!r} has {vector.shape[0]} dimensions, not {dimension}",
+            )
+        return Document._trusted(tenant, doc_id, vector, json.loads(meta), text, content_hash)
 
     def _count(self, tenant: str) -> int:
         with self._lock:

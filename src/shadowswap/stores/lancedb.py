@@ -47,13 +47,11 @@ import pyarrow as pa
 from lancedb.query import ColumnOrdering
 
 from shadowswap.errors import (
-    DimensionMismatch,
-    IncompatibleStore,
     StoreError,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
@@ -111,21 +109,10 @@ class LanceDBStore(BaseStore):
                 meta = db.create_table(META_TABLE, schema=schema, exist_ok=True)
                 self._insert_absent(meta, {"format": FORMAT, "metric": self._metric.value})
                 info = self._read_meta(meta)
-                if info.get("format") != FORMAT:
-                    raise IncompatibleStore(
-                        self.kind,
-                        "open",
-                        f"{self._location} has format {info.get('format')!r}; this version "
-                        f"reads {FORMAT}",
-                    )
-                if info.get("metric") != self._metric.value:
-                    raise IncompatibleStore(
-                        self.kind,
-                        "open",
-                        f"{self._location} was created with metric {info.get('metric')!r}, not "
-                        f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or "
-                        "use another location",
-                    )
+                check_store_record(
+                    self.kind, info, format=FORMAT, metric=self._metric, record=self._location,
+                    store=self._location, elsewhere="use another location",
+                )  # fmt: skip
                 dim = info.get("dimension")
                 self._dim = int(dim) if dim else None
                 self._db, self._meta = db, meta
@@ -194,14 +181,12 @@ class LanceDBStore(BaseStore):
                 self._dim = int(dim) if dim else None
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             self._connect()
             self._insert_absent(self._meta, {"dimension": str(dimension)})
-            held = int(self._read_meta(self._meta)["dimension"])
-            if held != dimension:
-                raise DimensionMismatch("vector", held, dimension, self.kind)
-            self._dim = held
+            self._dim = int(self._read_meta(self._meta)["dimension"])
+            return self._dim
 
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
         table = self._table(tenant, create=False)

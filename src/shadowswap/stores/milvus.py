@@ -63,7 +63,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
     MissingDependency,
@@ -218,7 +217,7 @@ class MilvusStore(SortedIdScan):
                 self._load_identity()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             client = self._client()
             data_type = DataType
@@ -246,10 +245,9 @@ class MilvusStore(SortedIdScan):
                     consistency_level="Strong",
                 )
             self._load_identity()
-            held = self._dim
-            if held is not None and held != dimension:
-                raise DimensionMismatch("vector", held, dimension, self.kind)
-            self._dim = dimension
+            if self._dim is None:
+                self._dim = dimension
+            return self._dim
 
     def _pk(self, tenant: str, doc_id: str) -> str:
         return primary_key(tenant, doc_id)

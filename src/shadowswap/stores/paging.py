@@ -1,5 +1,7 @@
 """Scanning for engines that cannot return documents ordered by id: list the tenant's ids
-once, sort them in code point order, then fetch them in batches.
+once, sort them in code point order, then fetch them in batches. One mechanism for every such
+adapter (Chroma, Qdrant, Milvus, Weaviate, Pinecone): each only says how to list ids
+(`SortedIdScan._all_ids`) and how to fetch documents by id (``_get``).
 
 Memory grows with the number of ids (not with vectors). A document deleted between the
 listing and its batch is skipped; one written after the listing is not seen by this scan
@@ -33,6 +35,6 @@ class SortedIdScan(BaseStore):
             chunk: Sequence[str] = ids[i : i + batch_size]
             with self._edge("scan", tenant):
                 docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]
+            page = [docs[d] for d in chunk if d in docs]  # deleted meanwhile: skipped
             if page:
                 yield page

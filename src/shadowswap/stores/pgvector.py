@@ -53,14 +53,13 @@ from psycopg.types import TypeInfo
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore
+from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
@@ -186,20 +185,10 @@ class PgvectorStore(BaseStore):
                 (FORMAT, self._metric.value),
             )
         info = dict(conn.execute(f"SELECT key, value FROM {META}").fetchall())
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{META} has format {info.get('format')!r}; this version reads {FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"this database was created with metric {info.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or use "
-                "another database or schema",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=META,
+            store="this database", elsewhere="use another database or schema",
+        )  # fmt: skip
         dim = info.get("dimension")
         self._dim = int(dim) if dim else None
         self._has_docs = self._dim is not None
@@ -218,7 +207,7 @@ class PgvectorStore(BaseStore):
                 self._has_docs = self._dim is not None
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._pool.connection() as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -230,7 +219,7 @@ class PgvectorStore(BaseStore):
                 row = conn.execute(f"SELECT value FROM {META} WHERE key = 'dimension'").fetchone()
                 held = int(row[0]) if row else dimension
                 if held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind)
+                    return held
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {DOCS} ("
                     'tenant text COLLATE "C" NOT NULL, '
@@ -245,6 +234,7 @@ class PgvectorStore(BaseStore):
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {DOCS}_ftok ON {DOCS} USING gin (ftok)")
             self._dim = held
             self._has_docs = True
+            return held
 
     def _ready(self) -> bool:
         """Whether the documents table exists (it is created with the first write)."""

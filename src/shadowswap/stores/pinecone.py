@@ -56,11 +56,10 @@ Semantics
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pinecone
@@ -75,7 +74,8 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, matches
+from shadowswap.stores.base import matches
+from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     chunks,
     corrupt,
@@ -86,9 +86,9 @@ from shadowswap.stores.remote import (
     parse_endpoint,
     short,
     sized_chunks,
-    tokens,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import TENANT_RE, Document, Filter, Hit, Vector
 
 log = logging.getLogger("shadowswap.stores.pinecone")
@@ -116,7 +116,7 @@ def record_id(doc_id: str) -> str:
     return "~" + hashlib.sha256(doc_id.encode("utf-8")).hexdigest()
 
 
-class PineconeStore(BaseStore):
+class PineconeStore(SortedIdScan):
     """A Pinecone dense index, one namespace per tenant; see the module docstring."""
 
     kind = "pinecone"
@@ -193,8 +193,9 @@ class PineconeStore(BaseStore):
                 self._stats()
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:  # pragma: no cover - never unknown
+    def _fix_dimension(self, dimension: int) -> int:  # pragma: no cover - never unknown
         """The index's dimension is known from its stats before any write."""
+        return self._stored_dimension() or dimension
 
     def _fetch(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Any]:
         """Stored records of ``doc_ids`` by record id."""
@@ -306,20 +307,6 @@ class PineconeStore(BaseStore):
         docs = [self._document(tenant, r) for r in self._fetch(tenant, doc_ids).values()]
         by_id = {d.doc_id: d for d in docs}
         return {d: by_id[d] for d in doc_ids if d in by_id}
-
-    def _scan_pages(
-        self, tenant: str, batch_size: int, after: str | None
-    ) -> Iterator[list[Document]]:
-        with self._edge("scan", tenant):
-            doc_ids = sorted(self._all_ids(tenant))
-        start = 0 if after is None else bisect.bisect_right(doc_ids, after)
-        for i in range(start, len(doc_ids), batch_size):
-            chunk = doc_ids[i : i + batch_size]
-            with self._edge("scan", tenant):
-                docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]  # deleted meanwhile: skipped
-            if page:
-                yield page
 
     def _all_ids(self, tenant: str) -> list[str]:
         namespace = self._namespace(tenant)

@@ -53,14 +53,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
-    IncompatibleStore,
     MissingDependency,
     StoreError,
     StoreTimeout,
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
+from shadowswap.stores.base import check_store_record
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.qdrant_engines import (
     ID_FIELD,
@@ -130,21 +129,10 @@ class QdrantStore(SortedIdScan):
     def _check_identity(self, identity: dict[str, str] | None) -> None:
         if identity is None:
             return
-        if identity.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._shown()} was not created by this version of shadowswap (format "
-                f"{identity.get('format')!r}, expected {FORMAT})",
-            )
-        if identity.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._shown()} was created with metric {identity.get('metric')!r}, not "
-                f"{self._metric.value!r}; set RETRIEVAL_METRIC={identity.get('metric')} or use "
-                "another location",
-            )
+        check_store_record(
+            self.kind, identity, format=FORMAT, metric=self._metric, record=self._shown(),
+            store=self._shown(), elsewhere="use another location",
+        )  # fmt: skip
         if identity.get("dimension"):
             self._dim = int(identity["dimension"])
 
@@ -166,7 +154,7 @@ class QdrantStore(SortedIdScan):
                     self._dim = int(identity["dimension"])
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             identity = {
                 "format": FORMAT,
@@ -181,9 +169,8 @@ class QdrantStore(SortedIdScan):
                     raise
             held = self.engine.identity() or identity
             self._check_identity(held)
-            if int(held["dimension"]) != dimension:
-                raise DimensionMismatch("vector", int(held["dimension"]), dimension, self.kind)
-            self._dim = dimension
+            self._dim = int(held["dimension"])
+            return self._dim
 
     def _records(self, tenant: str, doc_ids: Sequence[str], with_vector: bool) -> list[Any]:
         """The tenant's points for these doc ids (checked: tenant and doc id both match)."""

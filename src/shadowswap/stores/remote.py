@@ -1,7 +1,6 @@
 """What the adapters of hosted stores share: where the server is and how to log in, how a
-`Document` becomes a record that keeps its exact content, how an equality filter becomes
-tokens every engine compares exactly, how engines' scores turn back into ours, and how HTTP
-failures become shadowswap errors.
+`Document` becomes a record that keeps its exact content, how engines' scores turn back into
+ours, and how HTTP failures become shadowswap errors.
 
 Used by the Elasticsearch, OpenSearch, Weaviate and Pinecone adapters, which cannot be run on
 this machine: keeping these rules in one module means they are tested once, with properties,
@@ -23,29 +22,10 @@ Records
     hashes only.
 
 Filter tokens
-    An engine's own typed filters disagree with ours (``true`` vs ``1``, ``1`` vs ``1.0``,
-    integers beyond 2**53, a field's type fixed by the first document). So every metadata pair
-    is also written as one *token* string, and a filter becomes "the record holds all these
-    tokens", which every engine answers exactly with a keyword/text-array equality:
-
-    ========  ===============================  ===========================================
-    value     token                            why
-    ========  ===============================  ===========================================
-    bool      ``b:<key>=true|false``           booleans match only booleans
-    number    ``n:<key>=<canonical>``          ``1``, ``1.0`` and ``True`` differ: ints and
-                                               integral floats within ±2**63 as decimal
-                                               integers, other floats as ``repr``; so two
-                                               numbers share a token exactly when Python's
-                                               ``==`` says they are equal
-    str       ``s:<key>=<value>``              at most 200 UTF-8 bytes, no surrounding
-                                               whitespace or control characters
-    str       ``h:<key>=<sha256 hex>``         every other string (engine term limits, and
-                                               Weaviate trims whitespace of ``field`` tokens)
-    ========  ===============================  ===========================================
-
-    Keys cannot contain ``=`` (``[A-Za-z][A-Za-z0-9_]*``), so a token names its key exactly.
-    As a belt-and-braces check, adapters re-check every hit against the exact metadata with
-    `shadowswap.stores.base.matches` (a SHA-256 collision would be needed to fail it).
+    Every metadata pair is also written as one token string and a filter becomes "the record
+    holds all these tokens" (keyword or text-array equality): `shadowswap.stores.tokens`,
+    shared with the embedded engines' adapters. As a belt-and-braces check, adapters re-check
+    every hit against the exact metadata with `shadowswap.stores.base.matches`.
 
 Scores (the engine's ``_score``/``score``/``distance`` -> our similarity, `shadowswap.similarity`)
     ``(1 + x) / 2``           ES cosine/dot_product, OpenSearch cosinesimil  -> ``2s - 1``
@@ -58,7 +38,6 @@ Scores (the engine's ``_score``/``score``/``distance`` -> our similarity, `shado
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import re
@@ -78,8 +57,6 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.values import (
-    INT64_MAX,
-    INT64_MIN,
     MetaValue,
     Vector,
     canonical_json,
@@ -88,7 +65,6 @@ from shadowswap.values import (
 
 T = TypeVar("T")
 
-MAX_RAW_TOKEN_BYTES = 200
 FORMAT = "1"
 _OS_ERROR = re.compile(r"\[Errno -?\d+\][^'\")\]]*")
 
@@ -199,39 +175,6 @@ def metadata_from_json(text: str) -> dict[str, MetaValue]:
     """Parse metadata written by `metadata_to_json`; anything else is a corrupt record."""
     value = json.loads(text)
     return dict(check_metadata(value, "stored metadata"))
-
-
-# -- filter tokens ---------------------------------------------------------------------
-def _canonical_number(value: int | float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if value.is_integer() and INT64_MIN <= value <= INT64_MAX:
-        return str(int(value))
-    return repr(value)
-
-
-def token(key: str, value: MetaValue) -> str:
-    """The token of one metadata pair (see the module docstring)."""
-    if isinstance(value, bool):
-        return f"b:{key}={'true' if value else 'false'}"
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("metadata numbers are finite")
-        return f"n:{key}={_canonical_number(value)}"
-    raw = value.encode("utf-8")
-    plain = (
-        len(raw) <= MAX_RAW_TOKEN_BYTES
-        and value == value.strip()
-        and not any(ord(c) < 32 or ord(c) == 127 for c in value)
-    )
-    if plain:
-        return f"s:{key}={value}"
-    return f"h:{key}={hashlib.sha256(raw).hexdigest()}"
-
-
-def tokens(metadata: Mapping[str, MetaValue]) -> list[str]:
-    """Tokens of every pair, sorted (the order engines keep is irrelevant to equality)."""
-    return sorted(token(k, v) for k, v in metadata.items())
 
 
 # -- scores ----------------------------------------------------------------------------

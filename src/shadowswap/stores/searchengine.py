@@ -18,7 +18,7 @@ Semantics (both engines)
                 with ``op_type=create`` at the first write (a concurrent first write of
                 another dimension is detected by the 409 and refused).
     fields      ``doc_id`` (keyword; sort key of ``scan``), ``hash`` (content hash),
-                ``tokens`` (keyword array: the filter tokens of `shadowswap.stores.remote`),
+                ``tokens`` (keyword array: the filter tokens of `shadowswap.stores.tokens`),
                 ``vector`` (the engine's kNN field) and ``payload``, an object with
                 ``enabled: false`` (stored in ``_source``, never parsed or indexed) holding the
                 exact metadata as canonical JSON, the text (``null`` when absent) and the vector
@@ -54,13 +54,11 @@ from typing import Any
 
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
-    IncompatibleStore,
     InvalidInput,
     StoreError,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, matches
+from shadowswap.stores.base import BaseStore, check_store_record, matches
 from shadowswap.stores.remote import (
     FORMAT,
     Endpoint,
@@ -72,11 +70,11 @@ from shadowswap.stores.remote import (
     metadata_to_json,
     parse_endpoint,
     sized_chunks,
-    tokens,
     vector_from_b64,
     vector_to_b64,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
 log = logging.getLogger("shadowswap.stores.searchengine")
@@ -238,21 +236,10 @@ class SearchEngineStore(BaseStore, abc.ABC):
         return source
 
     def _check_meta(self, info: Mapping[str, Any]) -> None:
-        if info.get("format") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"{self._meta_index} has format {info.get('format')!r}; this version reads "
-                f"{FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"indexes {self._prefix}-* were created with metric {info.get('metric')!r}, "
-                f"not {self._metric.value!r}; set RETRIEVAL_METRIC={info.get('metric')} or "
-                "another index_prefix",
-            )
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=self._meta_index,
+            store=f"indexes {self._prefix}-*", elsewhere="another index_prefix",
+        )  # fmt: skip
 
     def _stored_dimension(self) -> int | None:
         if self._dim is None:
@@ -263,7 +250,7 @@ class SearchEngineStore(BaseStore, abc.ABC):
                     self._dim = dim
         return self._dim
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         if dimension > self.max_dimension:
             raise InvalidInput(
                 "vector",
@@ -277,8 +264,9 @@ class SearchEngineStore(BaseStore, abc.ABC):
                 info = self._read_meta() or {}
                 held = info.get("dimension")
                 if isinstance(held, int) and held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind)
+                    return held
             self._dim = dimension
+            return dimension
 
     def _ensure_index(self, tenant: str) -> str:
         name = self.index_name(tenant)

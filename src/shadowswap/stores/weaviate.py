@@ -54,7 +54,6 @@ Semantics
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import re
@@ -74,7 +73,6 @@ from weaviate.classes.query import Filter, MetadataQuery
 
 from shadowswap.errors import (
     ConfigError,
-    DimensionMismatch,
     IncompatibleStore,
     InvalidInput,
     StoreError,
@@ -82,7 +80,8 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, matches
+from shadowswap.stores.base import check_store_record, matches
+from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     FORMAT,
     chunks,
@@ -94,9 +93,9 @@ from shadowswap.stores.remote import (
     parse_endpoint,
     short,
     sized_chunks,
-    tokens,
     vector_to_floats,
 )
+from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Hit, Vector
 from shadowswap.values import Filter as EqFilter
 
@@ -127,7 +126,7 @@ def object_id(tenant: str, doc_id: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{tenant}\0{doc_id}")
 
 
-class WeaviateStore(BaseStore):
+class WeaviateStore(SortedIdScan):
     """Weaviate 1.27+ with multi-tenancy; see the module docstring."""
 
     kind = "weaviate"
@@ -255,26 +254,16 @@ class WeaviateStore(BaseStore):
                 f"collection {self._collection_name} was not created by shadowswap (its "
                 "description carries no store record); set collection= to another name",
             ) from None
-        if info.get("shadowswap") != FORMAT:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"collection {self._collection_name} has format {info.get('shadowswap')!r}; "
-                f"this version reads {FORMAT}",
-            )
-        if info.get("metric") != self._metric.value:
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"collection {self._collection_name} was created with metric "
-                f"{info.get('metric')!r}, not {self._metric.value!r}; set "
-                f"RETRIEVAL_METRIC={info.get('metric')} or another collection=",
-            )
+        where = f"collection {self._collection_name}"
+        check_store_record(
+            self.kind, info, format=FORMAT, metric=self._metric, record=where, store=where,
+            elsewhere="another collection=", format_key="shadowswap",
+        )  # fmt: skip
         if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension < 1:
             raise corrupt(self.kind, "open", self._collection_name, "bad dimension record")
         return dict(info)
 
-    def _fix_dimension(self, dimension: int) -> None:
+    def _fix_dimension(self, dimension: int) -> int:
         with self._lock:
             client = self._client()
             record = {"shadowswap": FORMAT, "metric": self._metric.value, "dimension": dimension}
@@ -298,8 +287,9 @@ class WeaviateStore(BaseStore):
                     raise
                 held = self._read_info(self._collection().config.get().description)["dimension"]
                 if held != dimension:
-                    raise DimensionMismatch("vector", held, dimension, self.kind) from None
+                    return int(held)
             self._dim = dimension
+            return dimension
 
     # -- BaseStore -------------------------------------------------------------------------
     def _hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
@@ -417,20 +407,6 @@ class WeaviateStore(BaseStore):
             text = str(props.get("ss_text") or "") if props.get("ss_has_text") else None
             out[doc_id] = Document(tenant, doc_id, vector, self._metadata(props), text)
         return {d: out[d] for d in doc_ids if d in out}
-
-    def _scan_pages(
-        self, tenant: str, batch_size: int, after: str | None
-    ) -> Iterator[list[Document]]:
-        with self._edge("scan", tenant):
-            ids = sorted(self._all_ids(tenant))
-        start = 0 if after is None else bisect.bisect_right(ids, after)
-        for i in range(start, len(ids), batch_size):
-            chunk = ids[i : i + batch_size]
-            with self._edge("scan", tenant):
-                docs = self._get(tenant, chunk)
-            page = [docs[d] for d in chunk if d in docs]
-            if page:
-                yield page
 
     def _all_ids(self, tenant: str) -> list[str]:
         scoped = self._tenant(tenant)

@@ -19,9 +19,10 @@ that broke the order promise would make the merge report nonsense, so the order 
 as the pages arrive and a violation stops the comparison with a `StoreError`.
 
 Hashes: `BaseStore.digests` lists stored hashes where an adapter keeps one beside the content
-(FAISS: written by shadowswap, in the same statement as the content) and recomputes them from
-the documents elsewhere. ``deep=True`` recomputes them from the content on every store, which
-also catches a catalog edited outside shadowswap.
+(FAISS: written by shadowswap, in the same statement as the content; its scanned documents
+carry that hash too) and recomputes them from the documents elsewhere. ``deep=True``
+recomputes them from the content on every store, which also catches a catalog edited outside
+shadowswap.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Literal
 
 from shadowswap.errors import StoreError
 from shadowswap.stores.base import BaseStore, VectorStore
+from shadowswap.values import content_hash
 
 Kind = Literal["missing", "extra", "stale"]
 KINDS: tuple[Kind, ...] = ("missing", "extra", "stale")
@@ -59,8 +61,10 @@ def digest_stream(
     if isinstance(store, BaseStore) and not deep:
         pages = store.digests(tenant, batch_size=batch_size)
     else:
+        # content_hash() from the parts, not Document.content_hash: a store may hand back the
+        # hash it keeps beside the content (FAISS does), and deep mode must not trust it
         pages = (
-            [(d.doc_id, d.content_hash) for d in page]
+            [(d.doc_id, content_hash(d.vector, d.metadata, d.text)) for d in page]
             for page in store.scan(tenant, batch_size=batch_size)
         )
     previous: str | None = None

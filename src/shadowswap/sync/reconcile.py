@@ -99,8 +99,31 @@ class Counts:
         }
 
 
+class _LeftCounts:
+    """``missing``, ``extra``, ``stale`` and ``drift`` of a result: those of ``left``, what is
+    still different when the run ends (CONTRACT §6: ``drift`` is the total of the three)."""
+
+    left: Counts
+
+    @property
+    def missing(self) -> int:
+        return self.left.missing
+
+    @property
+    def extra(self) -> int:
+        return self.left.extra
+
+    @property
+    def stale(self) -> int:
+        return self.left.stale
+
+    @property
+    def drift(self) -> int:
+        return self.left.total
+
+
 @dataclass(frozen=True)
-class TenantDrift:
+class TenantDrift(_LeftCounts):
     """The comparison of one tenant, and what repair or purge did to it.
 
     ``found``: the differences the comparison found; ``left``: those still there when the
@@ -121,22 +144,6 @@ class TenantDrift:
     deleted: int = 0
     not_fixed: tuple[str, ...] = ()
 
-    @property
-    def missing(self) -> int:
-        return self.left.missing
-
-    @property
-    def extra(self) -> int:
-        return self.left.extra
-
-    @property
-    def stale(self) -> int:
-        return self.left.stale
-
-    @property
-    def drift(self) -> int:
-        return self.left.total
-
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.left.as_dict(),
@@ -154,7 +161,7 @@ class TenantDrift:
 
 
 @dataclass(frozen=True)
-class ReconcileReport:
+class ReconcileReport(_LeftCounts):
     """The result of one reconcile over the selected tenants.
 
     ``missing``, ``extra``, ``stale`` and ``drift`` count what is still different at the end of
@@ -178,23 +185,6 @@ class ReconcileReport:
     purge: bool
     deep: bool
     tenants: tuple[TenantDrift, ...]
-
-    @property
-    def missing(self) -> int:
-        return self.left.missing
-
-    @property
-    def extra(self) -> int:
-        return self.left.extra
-
-    @property
-    def stale(self) -> int:
-        return self.left.stale
-
-    @property
-    def drift(self) -> int:
-        """CONTRACT §6: the total of ``missing``, ``extra`` and ``stale`` over all tenants."""
-        return self.left.total
 
     @property
     def ok(self) -> bool:
