@@ -4,16 +4,16 @@ the end-to-end checks of its JSON and the headless-browser test of its HTML repo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, cli, run
+
+__all__ = ["ROOT", "Rehearsed", "rehearse"]
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,7 @@ class Rehearsed:
 
 def rehearse(args: list[str], cwd: Path, timeout: float = 280) -> subprocess.CompletedProcess[str]:
     """``shadowswap rehearse ARGS`` as a child process on this checkout's code."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRIEVAL_", "FF_RETRIEVAL_"))}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    return subprocess.run(
-        [sys.executable, "-m", "shadowswap", "rehearse", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run(cli("rehearse", *args), cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

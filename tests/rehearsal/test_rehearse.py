@@ -50,7 +50,7 @@ def test_the_steps_measured_what_they_claim(small_rehearsal: Rehearsed) -> None:
     # reads moved tenant by tenant and all the way
     assert steps["cutover 10%"]["served_by"].get("faiss", 0) > 0
     assert steps["cutover 100%"]["served_by"] == {"chroma": 300}
-    assert steps["swap"]["primary"] == "chroma"
+    assert steps["swap"]["primary"] == "chroma" and steps["swap"]["sample_rate"] == "0.05"
     for name in ("cutover 10%", "cutover 50%", "cutover 100%", "swap", "rollback drill"):
         assert steps[name]["fallbacks"] == 0 and steps[name]["errors"] == 0, name
     assert steps["rollback drill"]["served_by"] == {"faiss": 300}

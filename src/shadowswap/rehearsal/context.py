@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowswap.clock import Clock
-from shadowswap.config import Settings
+from shadowswap.config import Settings, load_settings
 from shadowswap.dualwrite.replay import Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
 from shadowswap.faults import FlappingStore
@@ -29,7 +29,8 @@ from shadowswap.rehearsal.traffic import ReadBatch
 from shadowswap.rehearsal.workload import LiveWriter
 from shadowswap.rehearsal.workspace import Workspace
 from shadowswap.rollout.decisions import read_role
-from shadowswap.rollout.journal import Journal
+from shadowswap.rollout.envfile import edit_text, read_env, write_env
+from shadowswap.rollout.journal import Journal, JournalEntry, utc_timestamp
 from shadowswap.rollout.live import EnvFileSettings
 from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
 from shadowswap.rollout.phases import classify
@@ -124,6 +125,29 @@ class Context:
         report = self.mover.run(request)
         goal = report.goal.label
         return report, self.await_settings(lambda s: classify(s).label == goal, goal)
+
+    def edit_env(self, changes: dict[str, str], reason: str) -> float:
+        """Set variables in the env file the way an operator edits it by hand (``.bak`` first,
+        every other line kept), journal it, and wait until the runtime follows."""
+        started, t0 = self.clock.now(), self.clock.monotonic()
+        snapshot = read_env(self.ws.env_file)
+        write_env(snapshot, edit_text(snapshot.text, changes, str(self.ws.env_file)), backup=True)
+        self.journal.append(
+            JournalEntry(
+                utc_timestamp(started),
+                self.options.operator,
+                str(self.ws.env_file),
+                True,
+                "success",
+                round(self.clock.monotonic() - t0, 3),
+                changes,
+                reason,
+            )
+        )
+        wanted = load_settings(environ={**self.environ, **changes}).as_env(mask=False)
+        return self.await_settings(
+            lambda s: all(s.as_env(mask=False)[k] == wanted[k] for k in changes), reason
+        )
 
     def await_settings(self, done: Callable[[Settings], bool], what: str) -> float:
         """Wait until the runtime's settings satisfy ``done``; returns the seconds it took."""

@@ -19,6 +19,8 @@ from shadowswap.rehearsal.traffic import ReadBatch, send_reads
 from shadowswap.rollout.decisions import cutover_selects
 from shadowswap.rollout.rollback import Rollback, RollbackRequest
 
+SWAPPED_SAMPLE_RATE = "0.05"
+
 
 def _check_reads(ctx: Context, name: str) -> ReadBatch:
     """The cutover sample of queries through the router, checked against the settings."""
@@ -90,10 +92,17 @@ def swap(ctx: Context) -> Outcome:
     in step by dual write. The phase move refuses unless the last reconcile (the ladder's
     reconcile step) reported drift 0."""
     report, reload_s = ctx.move("advance", "rehearsal: swap (runbook 001)")
+    # Runbook 001: keep the previous backend as shadow with a reduced sample rate.
+    sample_s = ctx.edit_env(
+        {"FF_RETRIEVAL_SHADOW_SAMPLE_RATE": SWAPPED_SAMPLE_RATE},
+        "rehearsal: after the swap, the previous backend shadowed at 5 % (runbook 001)",
+    )
     settings = ctx.settings
     batch = _check_reads(ctx, "swap")
     numbers = {
         "reload_s": reload_s,
+        "sample_rate": settings.shadow_sample_rate_text,
+        "sample_rate_reload_s": sample_s,
         "primary": settings.backend,
         "target": settings.target_backend,
         **batch.as_dict(),
@@ -105,8 +114,8 @@ def swap(ctx: Context) -> Outcome:
     if set(batch.served_by) != {ctx.target.kind}:
         raise StepFailed(f"reads still served by {sorted(batch.served_by)}", numbers)
     return Outcome(
-        f"{ctx.target.kind} primary, {ctx.primary.kind} its target (kept in step); "
-        + _reads_line(batch),
+        f"{ctx.target.kind} primary, {ctx.primary.kind} its target (kept in step, shadowed at "
+        f"{SWAPPED_SAMPLE_RATE}); " + _reads_line(batch),
         numbers,
     )
 
