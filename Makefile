@@ -30,8 +30,9 @@ lint: setup
 test: lint system-deps
 	$(BIN)/pytest
 
+# The whole migration rehearsed on GloVe data (docs/rehearsal.md): reports in data/rehearsal.
 demo: setup
-	$(BIN)/shadowswap demo
+	$(BIN)/shadowswap rehearse
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

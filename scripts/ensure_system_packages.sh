@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs, installed when missing (as root), else a clear message.
 #   prometheus: the `prometheus` server and `promtool` (rule checks, rule unit tests, scrape test)
+#   chromium:   a headless browser that opens the rehearsal's HTML report (tests/rehearsal)
 set -euo pipefail
+declare -A package_of=([prometheus]=prometheus [promtool]=prometheus [chromium]=chromium)
 missing=()
-for cmd in prometheus promtool; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+for cmd in prometheus promtool chromium; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${package_of[$cmd]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing ${missing[*]}: install Debian's package with: sudo apt-get install prometheus" >&2
+  echo "missing ${packages[*]}: install Debian's packages with: sudo apt-get install ${packages[*]}" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -q --no-install-recommends prometheus >/dev/null; then
+if ! apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null; then
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends prometheus >/dev/null
+  apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
 fi
 # The package may start a service on machines with an init system; the tests run their own.
 command -v promtool >/dev/null && echo "installed: $(promtool --version 2>&1 | head -n 1)"
+command -v chromium >/dev/null && echo "installed: $(chromium --version 2>/dev/null | head -n 1)"
+exit 0

