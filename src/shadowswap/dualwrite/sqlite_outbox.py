@@ -13,6 +13,10 @@ document the lost item described is found and repaired by ``shadowswap reconcile
 ``?synchronous=full`` fsyncs every commit (a power cut loses nothing either) at about 0.3 ms
 per write, which is what makes a dual write cost twice a local FAISS write
 (``benchmarks/bench_dualwrite.py`` measures both).
+WAL checkpoints (copying the log back into the database file, with an fsync) run on a
+background thread of the outbox (`_Checkpointer`, every 0.2 s or 256 commits), not inside the
+commit of the write that crosses SQLite's 1,000-page threshold: that commit is a caller's
+write, and the checkpoint made it the slowest 1 % (``benchmarks/bench_dualwrite.py``).
 Several processes on one machine may share the file (the service appends, cron replays):
 writers take the file's write lock with ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout``.
 Replicas on several machines need the PostgreSQL outbox instead.
@@ -32,6 +36,7 @@ an error naming the file; nothing is ever written to it.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -88,6 +93,53 @@ CREATE TRIGGER IF NOT EXISTS outbox_items_removed AFTER DELETE ON outbox_items
 _HINT = "move the file away or set RETRIEVAL_DUAL_WRITE_OUTBOX_URL to another path"
 
 
+class _Checkpointer:
+    """Checkpoints the WAL from its own thread and connection (``PASSIVE``: never blocks a
+    writer), every ``interval_s`` after a commit, or at once after ``burst`` commits, so the
+    log stays small without a caller's commit paying for it."""
+
+    burst: ClassVar[int] = 256
+
+    def __init__(self, path: Path, busy_timeout_s: float, interval_s: float = 0.2) -> None:
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._interval_s = interval_s
+        self._commits = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._commits += 1  # read and reset only by the thread; a lost increment is harmless
+        if self._commits >= self.burst:
+            self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(
+                self._path, timeout=self._busy_timeout_s, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+        except sqlite3.Error:
+            return  # the appender's own connection then checkpoints on close
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self._interval_s)
+                self._wake.clear()
+                if self._commits:
+                    self._commits = 0
+                    with contextlib.suppress(sqlite3.Error):  # busy: the next round does it
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+
 class _Q:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -130,6 +182,7 @@ class SqliteOutbox(SqlOutbox):
         self._busy_timeout_s = busy_timeout_s
         self._lock = threading.Lock()
         self._db = self._open()
+        self._checkpointer = _Checkpointer(self._path, busy_timeout_s)
 
     @property
     def location(self) -> str:
@@ -177,6 +230,7 @@ class SqliteOutbox(SqlOutbox):
             )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
         db.executescript(_SCHEMA)
         db.execute("INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('format', ?)", (FORMAT,))
         row = db.execute("SELECT value FROM outbox_meta WHERE key = 'format'").fetchone()
@@ -200,14 +254,17 @@ class SqliteOutbox(SqlOutbox):
                     self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            if write:
+                self._checkpointer.committed()
 
     def _size(self, q: Query) -> int:
         row = q.one("SELECT value FROM outbox_counters WHERE name = 'size'")
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
-            self._db.close()
+            self._db.close()  # the last connection to close checkpoints what is left
 
     @contextmanager
     def _edge(self, op: str) -> Iterator[None]:
