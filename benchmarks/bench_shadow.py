@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before FAISS (libgomp) is loade
 import contextlib
 import logging
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -74,20 +75,24 @@ def _router(
 
 
 @contextlib.contextmanager
-def _chroma_server(path: Path) -> Iterator[str | None]:
+def _chroma_server(path: Path) -> Iterator[tuple[str | None, str]]:
+    """A `chroma run` server on a loopback port (the test suite's helper), or why there is none."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:  # run_all.py puts only benchmarks/ on the path
+        sys.path.insert(0, repo)
     try:
         from tests.servers import ChromaServer
-    except ImportError:
-        yield None
+    except ImportError as exc:
+        yield None, f"tests.servers cannot be imported: {exc}"
         return
     server = ChromaServer(path)
     try:
         server.start()
-    except RuntimeError:
-        yield None
+    except RuntimeError as exc:
+        yield None, f"the chroma server did not start: {exc}"
         return
     try:
-        yield server.url
+        yield server.url, ""
     finally:
         server.stop()
 
@@ -148,8 +153,10 @@ def _run(quick: bool) -> dict[str, float | str]:
             "no_deadline": _router(primary, chroma, {"RETRIEVAL_READ_TIMEOUT_MS": "0"}),
         }
         if not quick:
-            url = stack.enter_context(_chroma_server(root / "chroma-server"))
-            if url is not None:
+            url, why = stack.enter_context(_chroma_server(root / "chroma-server"))
+            if url is None:
+                out["healthy_server.skipped"] = why
+            else:
                 server_store = ChromaStore(url, Metric.COSINE)
                 stack.callback(server_store.close)
                 _load(server_store, corpus.documents)
