@@ -34,7 +34,9 @@ test: lint system-deps
 demo: setup
 	$(BIN)/shadowswap rehearse
 
+# wrk (Debian) drives the gateway benchmark; without it that benchmark uses a slower Python client.
 bench: setup
+	@scripts/ensure_system_packages.sh wrk || echo "wrk not installed: bench_service falls back to its Python client"
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

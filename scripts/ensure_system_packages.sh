@@ -2,10 +2,14 @@
 # Debian packages the test suite needs, installed when missing (as root), else a clear message.
 #   prometheus: the `prometheus` server and `promtool` (rule checks, rule unit tests, scrape test)
 #   chromium:   a headless browser that opens the rehearsal's HTML report (tests/rehearsal)
+#   wrk:        the gateway benchmark's load generator (make bench asks for it by name)
+# With arguments, only those commands are checked (scripts/ensure_system_packages.sh wrk).
 set -euo pipefail
-declare -A package_of=([prometheus]=prometheus [promtool]=prometheus [chromium]=chromium)
+declare -A package_of=([prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [wrk]=wrk)
+commands=("$@")
+[ ${#commands[@]} -eq 0 ] && commands=(prometheus promtool chromium)
 missing=()
-for cmd in prometheus promtool chromium; do
+for cmd in "${commands[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${package_of[$cmd]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -22,4 +26,5 @@ fi
 # The package may start a service on machines with an init system; the tests run their own.
 command -v promtool >/dev/null && echo "installed: $(promtool --version 2>&1 | head -n 1)"
 command -v chromium >/dev/null && echo "installed: $(chromium --version 2>/dev/null | head -n 1)"
+command -v wrk >/dev/null && echo "installed: wrk"
 exit 0

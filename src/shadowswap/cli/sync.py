@@ -20,13 +20,13 @@ from typing import Annotated, Any
 
 import typer
 
-from shadowswap import __version__
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
 from shadowswap.config import KINDS, Settings, load_settings
 from shadowswap.errors import ConfigError, InvalidInput
-from shadowswap.metrics import PrometheusSink, new_registry, serve_metrics
+from shadowswap.metrics import new_registry, serve_metrics
 from shadowswap.rollout.decisions import Role, read_role
+from shadowswap.runtime import prometheus_sink
 from shadowswap.stores import BaseStore, open_store
 from shadowswap.sync.backfill import DEFAULT_BATCH as BACKFILL_BATCH
 from shadowswap.sync.backfill import Backfill, BackfillReport
@@ -298,15 +298,7 @@ def _continuous(
     as_json: bool,
 ) -> None:
     registry = new_registry()
-    sink = PrometheusSink(
-        registry,
-        env=settings.metric_env,
-        shadow_version=settings.shadow_pipeline_version,
-        sample=settings.shadow_sample_rate_text,
-        app_version=__version__,
-        primary=settings.backend,
-        target=settings.target_backend,
-    )
+    sink = prometheus_sink(settings, registry)
     stop_server = None
     if metrics_port is not None:
         try:
