@@ -36,8 +36,11 @@ def compare_cmd(
     env_file: EnvFile = None,
     as_json: AsJson = False,
 ) -> None:
-    """Run a file of queries against the primary and the target backend and print the
-    distributions of agreement@5, nDCG@10, score and latency deltas, per tenant and overall."""
+    """Run a file of queries against the primary and the target, and compare the answers.
+
+    Prints the distributions of agreement@5, nDCG@10, score and latency deltas, per tenant
+    and overall.
+    """
     settings = load_settings(env_file)
     if settings.target_backend is None:
         raise ConfigError(

@@ -95,9 +95,12 @@ def rehearse_cmd(
     ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Rehearse a whole migration on real data: load, dual write with live writes, backfill,
-    target outage and replay, shadow read, reconcile, gate, cutover 10/50/100 %, swap,
-    rollback drill, final reconcile, lost-write check. Reports: JSON and HTML."""
+    """Rehearse a whole migration on real data, with a JSON and an HTML report.
+
+    Load, dual write with live writes, backfill, target outage and replay, shadow read,
+    reconcile, gate, cutover 10/50/100 %, swap, rollback drill, final reconcile, lost-write
+    check.
+    """
     options = RehearsalOptions(
         primary=primary.lower() if primary else None,
         target=target.lower() if target else None,

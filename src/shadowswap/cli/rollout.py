@@ -106,9 +106,11 @@ def rollback_cmd(
     journal: JournalPath = None,
     as_json: AsJson = False,
 ) -> None:
-    """Roll back to the legacy backend (runbook 002): dual write off, purge (if asked),
-    shadow read off, RETRIEVAL_BACKEND=faiss, cutover cleared, smoke test (if asked);
-    journaled."""
+    """Roll back to the legacy backend (runbook 002), journaled.
+
+    Dual write off, purge of the target's delta (if asked), shadow read off,
+    RETRIEVAL_BACKEND=the legacy backend, cutover cleared, smoke test (if asked).
+    """
     file, is_apply, who, why = _common(env_file, dry_run, apply, operator, reason)
     smoke = None
     if smoke_url:
