@@ -243,7 +243,10 @@ def test_repair_memory_does_not_grow_with_the_tenant(open_store_of: Opener) -> N
     small = _peak(*pair(10_000, "s"), repair=True)
     large = _peak(*pair(20_000, "l"), repair=True)
     assert small[1].ok and large[1].ok and large[1].found.missing == 1_000
-    assert large[0] < small[0] * 1.1 + 16 * 1024, (small[0], large[0])
+    # Twice the tenant: a reconcile that held the tenant would need about twice the peak. The
+    # repair's writes grow the replica's own id maps, and a dict resize there can land in the
+    # traced window (seen: +16 % on a clean clone), hence the margin; 2x still fails.
+    assert large[0] < small[0] * 1.4 + 16 * 1024, (small[0], large[0])
 
 
 def test_a_chroma_server_target(open_store_of: Opener) -> None:
