@@ -92,6 +92,23 @@ def test_write_rules_changes_only_the_anchored_numbers(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_write_rules_that_cannot_be_written_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES.read_text())
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(th, "atomic_write", full_disk)
+    results = [th.Threshold("shadow_agreement_at_5_mean", 100, 0.97, 0.95, 0.99, 0.93, False)]
+    with pytest.raises(th.InvalidInput, match="--write-rules.*No space left") as info:
+        th.write_rules(rules, results)
+    assert str(rules) in str(info.value)
+    assert rules.read_text() == RULES.read_text()
+
+
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, str(SCRIPT), *args], cwd)
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import httpx
 import numpy as np
 
 from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
+from shadowswap.fileio import atomic_write
 
 
 @dataclass(frozen=True)
@@ -244,24 +243,16 @@ def write_rules(path: Path, thresholds: list[Threshold]) -> dict[str, float]:
             code = code[: match.start("num")] + _format(value) + code[match.end("num") :]
             changed[name] = value
         lines[i] = code + line[anchor.start() :]
-    _atomic_write(path, "".join(lines))
+    try:
+        atomic_write(path, "".join(lines).encode("utf-8"), like=path)
+    except OSError as exc:
+        raise InvalidInput("--write-rules", f"cannot write {path}: {exc}") from None
     return changed
 
 
 def _format(value: float) -> str:
     text = f"{value:.6f}".rstrip("0").rstrip(".")
     return text if text not in ("", "-0") else "0"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    shutil.copymode(path, tmp.name)
-    Path(tmp.name).replace(path)
 
 
 def promtool_check(path: Path) -> tuple[bool, str]:

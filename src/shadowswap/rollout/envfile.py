@@ -44,7 +44,6 @@ import io
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from dotenv.parser import Binding, parse_stream
 
 from shadowswap.config import mask_secrets
 from shadowswap.errors import ConfigError, WriteError
+from shadowswap.fileio import atomic_write
 
 _SAFE_BARE = re.compile(r"[A-Za-z0-9_.,:/@+%=-]*")
 _PREFIX = re.compile(
@@ -252,9 +252,9 @@ def write_env(snapshot: EnvSnapshot, new_text: str, *, backup: bool) -> Path | N
                 )
             if backup_path is not None:
                 bak_real = Path(os.path.realpath(backup_path))
-                _atomic_write(bak_real, snapshot.data, snapshot.real)
+                atomic_write(bak_real, snapshot.data, like=snapshot.real)
             if new_text != snapshot.text:
-                _atomic_write(snapshot.real, new_text.encode("utf-8"), snapshot.real)
+                atomic_write(snapshot.real, new_text.encode("utf-8"), like=snapshot.real)
     except WriteError:
         raise
     except OSError as exc:
@@ -270,35 +270,3 @@ def _locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def _atomic_write(path: Path, data: bytes, like: Path) -> None:
-    """Write ``data`` to ``path`` by temp file + fsync + rename + directory fsync, with the
-    permission bits (and owner when allowed) of ``like``."""
-    info = like.stat()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, stat.S_IMODE(info.st_mode))
-        with contextlib.suppress(PermissionError):
-            os.fchown(fd, info.st_uid, info.st_gid)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        Path(tmp).replace(path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

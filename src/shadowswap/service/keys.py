@@ -34,7 +34,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowswap.errors import ConfigError, InvalidInput, WriteError
+from shadowswap.fileio import atomic_write
 from shadowswap.values import TENANT_RE
 
 FORMAT = 1
@@ -230,17 +230,6 @@ def _locked(path: Path) -> Iterator[None]:
 def _write(path: Path, entries: Sequence[KeyEntry]) -> None:
     text = json.dumps({"format": FORMAT, "keys": [e.as_dict() for e in entries]}, indent=2)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, (text + "\n").encode("utf-8"), mode=0o600)
     except OSError as exc:
-        raise WriteError(str(path), exc.strerror or str(exc)) from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            fh.write(text + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
         raise WriteError(str(path), exc.strerror or str(exc)) from exc

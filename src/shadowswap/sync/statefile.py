@@ -17,38 +17,23 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from shadowswap.errors import StateError
+from shadowswap.fileio import atomic_write
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    """Replace ``path`` with ``document`` as JSON, atomically and durably."""
+    """Replace ``path`` with ``document`` as JSON, atomically and durably
+    (`shadowswap.fileio.atomic_write`); readable by the other commands and the service."""
     text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, text.encode("utf-8"), mode=0o644)
     except OSError as exc:
         raise StateError(str(path), f"cannot write state ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # other commands and the service read it
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise StateError(str(path), f"cannot write state ({exc.strerror or exc})") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -89,12 +74,3 @@ def exclusive_lock(path: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
