@@ -103,7 +103,7 @@ def test_write_rules_that_cannot_be_written_is_a_clear_error(
 
     monkeypatch.setattr(th, "atomic_write", full_disk)
     results = [th.Threshold("shadow_agreement_at_5_mean", 100, 0.97, 0.95, 0.99, 0.93, False)]
-    with pytest.raises(th.InvalidInput, match="--write-rules.*No space left") as info:
+    with pytest.raises(th.InvalidInput, match=r"--write-rules.*No space left") as info:
         th.write_rules(rules, results)
     assert str(rules) in str(info.value)
     assert rules.read_text() == RULES.read_text()

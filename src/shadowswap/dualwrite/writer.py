@@ -83,8 +83,8 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import MetricsSink
 from shadowswap.rollout.decisions import Role, write_plan
-from shadowswap.similarity import Metric, canonical_vector
-from shadowswap.stores.base import VectorStore
+from shadowswap.similarity import Metric
+from shadowswap.stores.base import VectorStore, canonical_batch
 from shadowswap.values import Document, check_doc_ids, check_tenant
 
 log = logging.getLogger("shadowswap.dualwrite.writer")
@@ -203,7 +203,7 @@ class DualWriter:
                 tenant, "upsert", sync.kind, report.written, report.unchanged, None, "none",
                 trace_id=trace_id,
             )  # fmt: skip
-        docs = _canonical(tenant, documents, self._metric)
+        docs, _ = canonical_batch(tenant, documents, self._metric, kind=sync.kind)
         written = unchanged = 0
 
         def write_sync() -> None:
@@ -485,25 +485,6 @@ class _Job:
             "op": self.op,
             "backend": self.deferred_kind,
         }
-
-
-def _canonical(tenant: str, documents: Sequence[Document], metric: Metric) -> list[Document]:
-    """The documents as the stores will keep them (unit vectors under cosine), last of
-    duplicate ids kept: their content hashes are the ones both stores will hold."""
-    if isinstance(documents, Document) or not isinstance(documents, Sequence):
-        raise InvalidInput("documents", "expected a list of documents")
-    by_id: dict[str, Document] = {}
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, Document):
-            raise InvalidInput(f"documents[{i}]", "expected a Document")
-        if doc.tenant != tenant:
-            raise InvalidInput(
-                f"documents[{i}].tenant",
-                f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
-            )
-        vector = canonical_vector(doc.vector, metric, f"documents[{i}].vector")
-        by_id[doc.doc_id] = doc if vector is doc.vector else doc.with_vector(vector)
-    return list(by_id.values())
 
 
 def _ids(changes: Sequence[Change]) -> dict[str, object]:

@@ -342,35 +342,19 @@ class BaseStore(abc.ABC):
         fixed yet, the batch's own dimension is fixed before anything is written; if another
         writer fixed a different one meanwhile, the batch is refused here.
         """
-        if isinstance(documents, Document) or not isinstance(documents, Sequence):
-            raise InvalidInput("documents", "expected a list of documents")
-        if not documents:
+        batch = check_batch(documents)
+        if not batch:
             return []
-        by_id: dict[str, Document] = {}
         held = self.dimension
-        dimension = held
-        for i, doc in enumerate(documents):
-            if not isinstance(doc, Document):
-                raise InvalidInput(f"documents[{i}]", "expected a Document")
-            if doc.tenant != tenant:
-                raise InvalidInput(
-                    f"documents[{i}].tenant",
-                    f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
-                )
-            if dimension is None:
-                dimension = doc.dimension
-            elif doc.dimension != dimension:
-                raise DimensionMismatch(
-                    f"documents[{i}].vector", dimension, doc.dimension, self.kind
-                )
-            vec = canonical_vector(doc.vector, self._metric, f"documents[{i}].vector")
-            by_id[doc.doc_id] = doc if vec is doc.vector else doc.with_vector(vec)
+        docs, dimension = canonical_batch(
+            tenant, batch, self._metric, dimension=held, kind=self.kind
+        )
         if held is None and dimension is not None:
             with self._edge("upsert", tenant):
                 fixed = self._fix_dimension(dimension)
             if fixed != dimension:  # another writer fixed the dimension first
                 raise DimensionMismatch("documents[0].vector", fixed, dimension, self.kind)
-        return list(by_id.values())
+        return docs
 
     @contextmanager
     def _edge(self, op: str, tenant: str | None) -> Iterator[None]:
@@ -384,6 +368,44 @@ class BaseStore(abc.ABC):
             if mapped is None:
                 mapped = StoreError(self.kind, op, f"{type(exc).__name__}: {exc}", tenant)
             raise mapped from exc
+
+
+def check_batch(documents: object) -> Sequence[Document]:
+    """A batch must be a list (or other sequence) of documents, not one document."""
+    if isinstance(documents, Document) or not isinstance(documents, Sequence):
+        raise InvalidInput("documents", "expected a list of documents")
+    return documents
+
+
+def canonical_batch(
+    tenant: str,
+    documents: Sequence[Document],
+    metric: Metric,
+    *,
+    dimension: int | None = None,
+    kind: str = "store",
+) -> tuple[list[Document], int | None]:
+    """One tenant's batch as the stores keep it: every document of ``tenant``, of one dimension
+    (``dimension`` when given, else the first document's), vectors canonical for ``metric``
+    (unit length under cosine), the last of duplicate ids kept. Returns the documents and the
+    batch's dimension. Shared by every store's upsert and by the dual writer, whose outbox
+    records the content hashes of exactly these documents."""
+    by_id: dict[str, Document] = {}
+    for i, doc in enumerate(check_batch(documents)):
+        if not isinstance(doc, Document):
+            raise InvalidInput(f"documents[{i}]", "expected a Document")
+        if doc.tenant != tenant:
+            raise InvalidInput(
+                f"documents[{i}].tenant",
+                f"document belongs to tenant {doc.tenant!r}, not {tenant!r}",
+            )
+        if dimension is None:
+            dimension = doc.dimension
+        elif doc.dimension != dimension:
+            raise DimensionMismatch(f"documents[{i}].vector", dimension, doc.dimension, kind)
+        vec = canonical_vector(doc.vector, metric, f"documents[{i}].vector")
+        by_id[doc.doc_id] = doc if vec is doc.vector else doc.with_vector(vec)
+    return list(by_id.values()), dimension
 
 
 def check_k(k: object) -> int:
