@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +21,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_answers(
+    proc: subprocess.Popen[bytes], url: str, timeout_s: float, describe: Callable[[], str]
+) -> None:
+    """Poll ``url`` until it answers 200; a process that exits first, or no answer within
+    ``timeout_s``, raises RuntimeError with ``describe()`` (where its log is, or the log)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited early with {proc.returncode}; {describe()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"no answer from {url} within {timeout_s}s; {describe()}")
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def chroma_executable() -> str:
@@ -60,29 +88,18 @@ class ChromaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chroma run exited early; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"chroma run did not answer within {timeout_s}s; see {self.log}")
+        try:
+            wait_until_answers(
+                self.proc, f"{self.url}/api/v2/heartbeat", timeout_s, lambda: f"see {self.log}"
+            )
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"chroma run: {exc}") from None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -177,29 +194,19 @@ class PrometheusServer:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited early; see {self.workdir}/prometheus.log")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("prometheus did not become ready")
+        try:
+            wait_until_answers(
+                self.proc, f"{self.url}/-/ready", timeout_s,
+                lambda: f"see {self.workdir}/prometheus.log",
+            )  # fmt: skip
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"prometheus: {exc}") from None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
 
     def query(self, expr: str) -> httpx.Response:
         return httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10.0)

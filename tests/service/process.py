@@ -7,15 +7,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.helpers import ROOT, child_env
 from tests.helpers import run as run_cli
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_answers
 
 __all__ = ["ROOT", "ServeProcess", "run_cli"]
 
@@ -43,18 +40,14 @@ class ServeProcess:
                 self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.text()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"serve did not answer within {timeout_s}s:\n{self.text()}")
+        try:
+            wait_until_answers(
+                self.proc, f"{self.url}/healthz", timeout_s, lambda: f"its log:\n{self.text()}"
+            )
+        except RuntimeError as exc:
+            self.kill()
+            raise RuntimeError(f"serve: {exc}") from None
+        return self
 
     def stop(self, timeout_s: float = 60.0) -> int:
         """SIGTERM, then wait; the exit code."""
