@@ -70,6 +70,16 @@ def percent_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def phase_label(name: str, percent: float, tenants: tuple[str, ...]) -> str:
+    """How a phase or a goal is named to people: ``cutover 10% + tenants a,b``, ``legacy``."""
+    if name != "cutover":
+        return name
+    parts = [f"{percent_text(percent)}%"] if percent > 0 else []
+    if tenants:
+        parts.append("tenants " + ",".join(tenants))
+    return "cutover " + " + ".join(parts)
+
+
 @dataclass(frozen=True)
 class Phase:
     """Where a migration stands, read from the flags."""
@@ -94,12 +104,7 @@ class Phase:
     @property
     def label(self) -> str:
         """``cutover 10% + tenants a,b``, ``shadow_read``, ``custom``."""
-        if self.name != "cutover":
-            return self.name
-        parts = [f"{percent_text(self.percent)}%"] if self.percent > 0 else []
-        if self.tenants:
-            parts.append("tenants " + ",".join(self.tenants))
-        return "cutover " + " + ".join(parts)
+        return phase_label(self.name, self.percent, self.tenants)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -258,12 +263,7 @@ class Goal:
 
     @property
     def label(self) -> str:
-        if self.name != "cutover":
-            return self.name
-        parts = [f"{percent_text(self.percent)}%"] if self.percent > 0 else []
-        if self.tenants:
-            parts.append("tenants " + ",".join(self.tenants))
-        return "cutover " + " + ".join(parts)
+        return phase_label(self.name, self.percent, self.tenants)
 
 
 def next_goal(
