@@ -274,13 +274,7 @@ def serve(options: ServeOptions) -> None:
             service.env_source.start()
             service.env_source.install_sighup()
         config = uvicorn.Config(
-            service.app,
-            host=options.host,
-            port=options.port,
-            log_config=log_config(),
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=30,
+            service.app, host=options.host, port=options.port, **_uvicorn_options()
         )
         _exit_cleanly_on_sigterm()
         uvicorn.Server(config).run()
@@ -288,6 +282,17 @@ def serve(options: ServeOptions) -> None:
         service.runtime.close()  # a no-op when the app's shutdown already closed it
         if service.env_source is not None:
             service.env_source.close()
+
+
+def _uvicorn_options() -> dict[str, Any]:
+    """What one worker and several share: our JSON log lines, no access log (the request
+    middleware logs), no Server header, 30 s to finish requests on SIGTERM."""
+    return {
+        "log_config": log_config(),
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
 
 
 def _serve_workers(options: ServeOptions) -> None:
@@ -319,10 +324,7 @@ def _serve_workers(options: ServeOptions) -> None:
             host=options.host,
             port=options.port,
             workers=options.workers,
-            log_config=log_config(),
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=30,
+            **_uvicorn_options(),
         )
 
 
