@@ -38,6 +38,8 @@ def test_bad_value_exits_2_naming_the_variable(tmp_path: Path, variable: str, va
     assert out.returncode == 2
     assert out.stdout == ""
     assert variable in out.stderr and value in out.stderr and "Traceback" not in out.stderr
+    assert "environment wins over the env file" in out.stderr  # where to fix it
+    assert "run 'shadowswap config'" not in out.stderr  # not: run the command that just failed
 
 
 def test_config_reads_an_env_file(tmp_path: Path) -> None:

@@ -29,7 +29,11 @@ def fail(exc: BaseException) -> NoReturn:
     usage = isinstance(exc, ConfigError | InvalidInput | MissingDependency)
     typer.echo(f"shadowswap: error: {exc}", err=True)
     if isinstance(exc, ConfigError):
-        typer.echo("  (run 'shadowswap config' to see the effective configuration)", err=True)
+        # not "run shadowswap config": that command stops on the same bad value
+        typer.echo(
+            "  (fix the value where it is set; the process environment wins over the env file)",
+            err=True,
+        )
     raise typer.Exit(2 if usage else 1)
 
 
