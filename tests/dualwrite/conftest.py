@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Outbox
 from shadowswap.dualwrite.postgres_outbox import PostgresOutbox
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
+from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.values import Document
 from tests.servers import fresh_database
 
@@ -58,3 +60,25 @@ def settings(**env: str) -> Settings:
 
 def static(**env: str) -> StaticSettings:
     return StaticSettings(settings(**env))
+
+
+_BUILT: list[DualWriter] = []
+
+
+def closed_after_test(writer: DualWriter) -> DualWriter:
+    """Close ``writer`` when the test ends (a test may close it first). Unclosed writers
+    leave their applier threads behind for the rest of the session."""
+    _BUILT.append(writer)
+    return writer
+
+
+@pytest.fixture(autouse=True)
+def _close_built_writers() -> Iterator[None]:
+    yield
+    writers = list(_BUILT)
+    _BUILT.clear()
+    for writer in writers:
+        # on a thread: a writer whose target still hangs is left to it, not waited for
+        closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 2.0}, daemon=True)
+        closer.start()
+        closer.join(5.0)

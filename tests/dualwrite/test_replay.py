@@ -30,7 +30,7 @@ from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.values import Document, WriteReport
-from tests.dualwrite.conftest import doc, settings, static
+from tests.dualwrite.conftest import closed_after_test, doc, settings, static
 
 
 @dataclass
@@ -74,7 +74,9 @@ def world(tmp_path: Path, outbox: Outbox | None = None, **env: str) -> World:
     down = FlappingStore(target, ops=["upsert", "delete"])
     box = outbox or MemoryOutbox()
     sink = RecordingSink()
-    writer = DualWriter(primary, down, static(**env), box, Breaker(clock, sink), sink, clock)
+    writer = closed_after_test(
+        DualWriter(primary, down, static(**env), box, Breaker(clock, sink), sink, clock)
+    )
     return World(primary, target, down, box, writer, clock, settings(**env))
 
 

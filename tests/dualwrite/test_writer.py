@@ -29,7 +29,7 @@ from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.values import Document
-from tests.dualwrite.conftest import doc, settings, static
+from tests.dualwrite.conftest import closed_after_test, doc, settings, static
 
 
 @dataclass
@@ -58,14 +58,8 @@ def rig(
     target: VectorStore = wrap(faiss, ops=["upsert", "delete"]) if wrap is not None else faiss
     primary = primary or MemoryStore()
     box = outbox or MemoryOutbox()
-    writer = DualWriter(
-        primary,
-        target,
-        static(**env),
-        box,
-        Breaker(clock, sink),
-        sink,
-        clock,
+    writer = closed_after_test(
+        DualWriter(primary, target, static(**env), box, Breaker(clock, sink), sink, clock)
     )
     return Rig(writer, primary, target, box, clock, sink)
 
