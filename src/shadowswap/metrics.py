@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -60,6 +60,9 @@ CONTRACT_METRICS = (
     "retrieval_dual_read_mismatch_total",
     "retrieval_build_info",
 )
+
+
+_GaugeMode = Literal["livemostrecent", "livemax"]
 
 
 @dataclass(frozen=True)
@@ -234,12 +237,13 @@ class PrometheusSink:
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name.removesuffix("_total"), doc, [*labels, *base], registry=registry)
 
-        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
-            # Several service workers (prometheus_client's multiprocess mode): the value the
-            # latest live worker set; ignored in a single process.
-            return Gauge(
-                name, doc, [*labels, *base], registry=registry, multiprocess_mode="livemostrecent"
-            )
+        def gauge(
+            name: str, doc: str, labels: list[str], mode: _GaugeMode = "livemostrecent"
+        ) -> Gauge:
+            # Several service workers (prometheus_client's multiprocess mode): by default the
+            # value the latest live worker set (what they share: the outbox, the phase);
+            # ignored in a single process.
+            return Gauge(name, doc, [*labels, *base], registry=registry, multiprocess_mode=mode)
 
         self.shadow_latency = hist(
             "retrieval_shadow_latency_seconds", "Shadow search latency.", ["backend", "sample"],
@@ -273,10 +277,14 @@ class PrometheusSink:
         self.outbox_drops = counter(
             "retrieval_dual_write_outbox_dropped_total", "Outbox items dropped.", ["reason"]
         )
+        # Each worker has its own breaker: a state is 1 when any live worker is in it, so
+        # {state="open"} == 1 whenever some worker skips the target (not only the latest
+        # worker to change state).
         self.breaker = gauge(
             "retrieval_dual_write_breaker_state",
             "1 for the breaker's current state (closed, open, half_open).",
             ["state"],
+            mode="livemax",
         )
         self.total = counter(
             "retrieval_total", "Searches by backend, role and outcome.",
