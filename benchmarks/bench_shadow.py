@@ -6,6 +6,7 @@ documents):
 
     off            FF_RETRIEVAL_SHADOW_READ=OFF (the baseline of every ratio)
     healthy        shadow on at rate 1.0, embedded Chroma target
+    healthy_0.1    the same at rate 0.1 (one read in ten shadowed)
     hanging        shadow on at rate 1.0, target whose searches never return
     raising        shadow on at rate 1.0, target whose searches raise at once
     no_deadline    shadow off and RETRIEVAL_READ_TIMEOUT_MS=0: the primary is called on the
@@ -148,6 +149,9 @@ def _run(quick: bool) -> dict[str, float | str]:
         routers: dict[str, Router] = {
             "off": _router(primary, chroma, {}),
             "healthy": _router(primary, chroma, ON, healthy_sink),
+            "healthy_0.1": _router(
+                primary, chroma, {**ON, "FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "0.1"}
+            ),
             "hanging": _router(primary, hanging, ON),
             "raising": _router(primary, FailingStore(chroma, ops=["search"]), ON),
             "no_deadline": _router(primary, chroma, {"RETRIEVAL_READ_TIMEOUT_MS": "0"}),
