@@ -6,9 +6,11 @@ costs the backend about as much as a single document (one round trip, one commit
 whatever accumulated while the previous batch was in flight goes in the next one. One thread
 also means one batch at a time, in the order of the writes: a change is never applied after
 a newer change of the same document that this writer holds (`has_newer` lets the replay
-rules rely on it). The backlog is bounded: past ``max_backlog_items`` an offer is refused and
-the writer leaves the items to ``replay-outbox`` instead of queueing them in memory; a hung
-backend holds this thread only, never a caller.
+rules rely on it). `mark` and `wait_applied` let a caller wait until every write offered
+before a moment was handled, whatever arrives after (the dual writer does so when a
+tenant's synchronous backend changes). The backlog is bounded: past ``max_backlog_items``
+an offer is refused and the writer leaves the items to ``replay-outbox`` instead of
+queueing them in memory; a hung backend holds this thread only, never a caller.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class Applier:
         self._max_backlog = max_backlog_items
         self._jobs: Jobs = []
         self._backlog = 0
-        self._busy = False
         self._closed = False
+        self._offered = 0  # jobs accepted so far
+        self._handled = 0  # jobs handed to ``apply`` and returned (FIFO: a prefix of them)
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -76,14 +79,31 @@ class Applier:
             if self._closed or self._backlog + len(job) > self._max_backlog:
                 return False
             self._jobs.append(job)
+            self._offered += 1
             self._backlog += len(job)
             self._cond.notify_all()
             return True
 
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until everything offered so far was applied; False on timeout."""
+    def mark(self) -> int:
+        """A point in the stream of offers, for `wait_applied`."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout_s)
+            return self._offered
+
+    def wait_applied(self, mark: int, timeout_s: float | None = None) -> bool:
+        """Wait until every job offered before ``mark`` was handled (applied, or given back
+        to the outbox); later offers are not waited for. False on timeout."""
+        if threading.current_thread() is self._thread:
+            return False  # called from inside ``apply``: waiting would wait for itself
+        with self._cond:
+            return self._cond.wait_for(lambda: self._handled >= mark, timeout_s)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until nothing is left to apply, including what is offered meanwhile;
+        False on timeout."""
+        if threading.current_thread() is self._thread:
+            return False
+        with self._cond:
+            return self._cond.wait_for(lambda: self._handled >= self._offered, timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Apply what is queued (up to ``timeout_s``), then stop the thread."""
@@ -105,7 +125,6 @@ class Applier:
                 batch.append(job)
                 size += len(job)
             self._backlog -= size
-            self._busy = True
             return batch
 
     def _run(self) -> None:
@@ -116,5 +135,5 @@ class Applier:
                 log.error("background apply failed", extra={"error": type(exc).__name__})
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._handled += len(batch)
                     self._cond.notify_all()

@@ -38,6 +38,23 @@ the acknowledgement would lose it (``tests/dualwrite/test_crash.py``). Why the l
 replay (cron) leaves the items the writer is applying alone; if the writer dies, its leases
 expire (60 s) and the replay takes them.
 
+Which store plays which role follows the *kinds* the settings name, as the read router does:
+after a swap (runbook 001: ``RETRIEVAL_BACKEND`` and ``RETRIEVAL_TARGET_BACKEND`` exchanged)
+the store the writer was built with as target is the one written synchronously.
+
+When a tenant's synchronous backend changes (a cutover step takes it, a swap, a rollback)
+    the first write of that tenant under the new plan waits until the applier has handled
+    every write offered before it (at most 10 s; milliseconds when the backends are healthy),
+    then writes. Why: those pending items carry older changes *to the backend that is now
+    written synchronously*, copied from the backend that was. Applied after the new write,
+    one would overwrite it, and the replay rules could not tell (the old source still holds
+    the old change); ``tests/dualwrite/test_flip.py`` shows the write it would lose. The
+    pending items all go to the new synchronous backend, so a wait that lasts is a slow new
+    synchronous backend, which the write would wait for anyway. The plan is remembered per
+    tenant in this process; processes reload settings independently, so two processes that
+    write the *same document* within the reload skew (about one poll interval) with
+    different plans are not ordered: docs/dual-write.md says what to do at a flip.
+
 If the process dies between the append and the synchronous commit, an item may describe a
 change the synchronous backend never committed: replay applies a change only while the
 source backend still holds it and leaves mismatching items alone while they are younger than
@@ -61,6 +78,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,7 +100,7 @@ from shadowswap.dualwrite.outbox import (
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import MetricsSink
-from shadowswap.rollout.decisions import Role, write_plan
+from shadowswap.rollout.decisions import Role, kind_of, write_plan
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore, canonical_batch
 from shadowswap.values import Document, check_doc_ids, check_tenant
@@ -97,6 +115,9 @@ log = logging.getLogger("shadowswap.dualwrite.writer")
 #: unrecorded  the outbox itself failed: tried on the backend directly, logged with doc ids
 Outcome = Literal["none", "deferred", "queued", "dropped", "unrecorded"]
 _LOGGED_IDS = 20
+#: How long the first write after a change of synchronous backend waits for older deferred
+#: changes (module docstring). Past it the write goes on and a warning says so.
+FLIP_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,7 @@ class DualWriter:
         )
         self._lock = threading.Lock()
         self._drops_seen: OutboxStats | None = None
+        self._sync_kinds: dict[str, str] = {}  # tenant -> kind its last write went to
         try:
             self._report(outbox.stats())
         except ShadowswapError as exc:
@@ -284,11 +306,16 @@ class DualWriter:
     # -- the caller's path ----------------------------------------------------------------
     def _plan(self, settings: Settings, tenant: str) -> tuple[VectorStore, VectorStore | None]:
         plan = write_plan(settings, tenant)
-        sync = self._store(plan.sync)
-        return sync, (self._store(plan.deferred) if plan.deferred is not None else None)
+        sync = self._store(settings, plan.sync)
+        deferred = self._store(settings, plan.deferred) if plan.deferred is not None else None
+        self._follow(tenant, sync.kind)
+        return sync, deferred
 
-    def _store(self, role: Role) -> VectorStore:
-        store = self._stores[role]
+    def _store(self, settings: Settings, role: Role) -> VectorStore:
+        """The store of the kind the settings give ``role`` (they may name the two kinds the
+        other way round from how this writer was built: a swap); else the one built for it."""
+        store = self._by_kind.get(kind_of(settings, role)) if settings.target_backend else None
+        store = store or self._stores[role]
         if store is None:
             raise ConfigError(
                 "RETRIEVAL_TARGET_BACKEND",
@@ -296,6 +323,32 @@ class DualWriter:
                 "dual write needs the target store, but this writer was built without one",
             )
         return store
+
+    def _follow(self, tenant: str, kind: str) -> None:
+        """Remember the tenant's synchronous backend; when it changed, wait for the older
+        deferred changes first (module docstring)."""
+        with self._lock:
+            previous = self._sync_kinds.get(tenant)
+            self._sync_kinds[tenant] = kind
+        if previous is None or previous == kind:
+            return
+        started = time.monotonic()
+        applied = self._applier.wait_applied(self._applier.mark(), FLIP_WAIT_S)
+        try:  # and for a direct write the outbox could not record (one worker: FIFO)
+            left = max(0.0, FLIP_WAIT_S - (time.monotonic() - started))
+            self._pool.submit(_nothing).result(left)
+        except (RuntimeError, TimeoutError):  # shut down, or still busy
+            applied = False
+        fields = {"tenant": tenant, "from_backend": previous, "to_backend": kind}
+        waited_ms = round((time.monotonic() - started) * 1000, 1)
+        if applied:
+            log.debug("synchronous backend changed", extra={**fields, "waited_ms": waited_ms})
+        else:
+            log.warning(
+                "synchronous backend changed while older deferred changes were still being "
+                "applied to it; writing anyway: run shadowswap reconcile for this tenant",
+                extra={**fields, "waited_ms": waited_ms},
+            )
 
     def _dual(self, job: _Job) -> tuple[Outcome, int, int]:
         settings = job.settings
@@ -494,6 +547,10 @@ def _ids(changes: Sequence[Change]) -> dict[str, object]:
         "documents": len(changes),
         "tenants": sorted({c.tenant for c in changes}),
     }
+
+
+def _nothing() -> None:
+    """A task that marks a point in the direct-write pool's queue."""
 
 
 def _describe(exc: BaseException) -> str:
