@@ -88,6 +88,11 @@ def test_own_stores_and_queries_file(tmp_path: Path) -> None:
     steps = {s["name"]: s["numbers"] for s in doc["steps"]}
     assert steps["load primary"]["documents"] == 800
     assert steps["lost writes"]["removed_rehearsal_documents"] > 0
+    # 120 queries shadowed at 0.5 are too few for the gate: the step says so and how to fix it
+    gate = next(s for s in doc["steps"] if s["name"] == "gate")
+    assert doc["verdict"] == "HOLD", gate
+    assert "not enough evidence for agreement_at_5, ndcg_at_10," in gate["summary"]
+    assert "where 100 are needed: rehearse with more --queries" in gate["summary"]
     # their data is where it was, and now in the target too; the rehearsal's own is gone
     for kind in ("faiss", "lancedb"):
         store = open_store(kind, settings)

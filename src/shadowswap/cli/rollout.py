@@ -14,6 +14,7 @@ import typer
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.config import gather, load_settings
 from shadowswap.errors import ConfigError, InvalidInput
+from shadowswap.rollout.drain import OutboxDrain
 from shadowswap.rollout.journal import Journal, check_operator, check_reason
 from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
 from shadowswap.rollout.phases import (
@@ -108,7 +109,7 @@ def rollback_cmd(
 ) -> None:
     """Roll back to the legacy backend (runbook 002), journaled.
 
-    Dual write off, purge of the target's delta (if asked), shadow read off,
+    Outbox replayed, dual write off, purge of the target's delta (if asked), shadow read off,
     RETRIEVAL_BACKEND=the legacy backend, cutover cleared, smoke test (if asked).
     """
     file, is_apply, who, why = _common(env_file, dry_run, apply, operator, reason)
@@ -122,6 +123,7 @@ def rollback_cmd(
         Journal(_journal_path(journal, file)),
         purge=ReconcilePurge(lambda: load_settings(file)),
         smoke=smoke,
+        drain=OutboxDrain(lambda: load_settings(file)),
     )
     report = runner.run(
         RollbackRequest(

@@ -17,6 +17,7 @@ from shadowswap.rehearsal.data import LIVE_PREFIX
 from shadowswap.rehearsal.steps_before import DisplayProgress
 from shadowswap.rehearsal.traffic import ReadBatch, send_reads
 from shadowswap.rollout.decisions import cutover_selects
+from shadowswap.rollout.drain import outcome
 from shadowswap.rollout.rollback import Rollback, RollbackRequest
 
 SWAPPED_SAMPLE_RATE = "0.05"
@@ -126,7 +127,9 @@ def rollback_drill(ctx: Context) -> Outcome:
     change), then ``--apply``: every read back on the legacy store at once."""
     before = ctx.ws.env_file.read_bytes()
     lines_before = len(ctx.journal.entries())
-    rollback = Rollback(ctx.journal, clock=ctx.clock, environ=ctx.environ)
+    rollback = Rollback(
+        ctx.journal, clock=ctx.clock, environ=ctx.environ, drain=_RehearsalDrain(ctx)
+    )
     dry = rollback.run(
         RollbackRequest(
             ctx.ws.env_file, apply=False, operator=ctx.options.operator, reason="rehearsal drill"
@@ -156,6 +159,7 @@ def rollback_drill(ctx: Context) -> Outcome:
         "backup": str(applied.backup) if applied.backup else None,
         "journal_lines": len(entries),
         "journal_results": [e.result for e in entries],
+        "outbox_before_switch": next((s.detail for s in applied.steps if s.number == 0), None),
         **batch.as_dict(),
     }
     problem = _read_problems(batch)
@@ -175,6 +179,20 @@ def rollback_drill(ctx: Context) -> Outcome:
         "2 journal lines",
         numbers,
     )
+
+
+class _RehearsalDrain:
+    """The rollback's step 0 on the rehearsal's own outbox and stores (the CLI's
+    `shadowswap.rollout.drain.OutboxDrain` opens them from the env file instead)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def pending(self) -> int:
+        return self._ctx.runtime.outbox.stats().size
+
+    def run(self) -> str:
+        return outcome(self._ctx.replay())
 
 
 # -- 14 --------------------------------------------------------------------------------------------

@@ -355,7 +355,8 @@ def gate_step(ctx: Context) -> Outcome:
         window,
         evidence_from_state(ctx.ws.state_dir, clock=ctx.clock),
     )
-    result = evaluate(evidence, default_criteria())
+    criteria = default_criteria()
+    result = evaluate(evidence, criteria)
     ctx.gate = result.as_dict()
     ctx.verdict = result.verdict.value
     passed = sum(1 for c in result.criteria if c.passed)
@@ -367,9 +368,18 @@ def gate_step(ctx: Context) -> Outcome:
     }
     if result.verdict is Verdict.PROMOTE:
         return Outcome(f"PROMOTE: {passed}/{len(result.criteria)} criteria passed", numbers)
-    open_ = [c.name for c in result.criteria if c.verdict is not Verdict.PROMOTE]
+    failed = [c.name for c in result.criteria if c.passed is False]
+    short = [c for c in result.criteria if c.passed is None and c.verdict is not Verdict.PROMOTE]
+    parts = [f"failed: {', '.join(failed)}"] if failed else []
+    if short:
+        counts = [c.samples for c in short if c.samples is not None]
+        few = f", {min(counts)} samples where {criteria.min_samples} are needed" if counts else ""
+        parts.append(
+            f"not enough evidence for {', '.join(c.name for c in short)}{few}: rehearse with "
+            "more --queries or a longer --queries-file"
+        )
     return Outcome(
-        f"{ctx.verdict} ({len(open_)} criteria not met: {', '.join(open_)}); a real "
-        "migration would stop here, the rehearsal goes on",
+        f"{ctx.verdict} ({'; '.join(parts)}); a real migration would stop here, the "
+        "rehearsal goes on",
         numbers,
     )

@@ -1,7 +1,9 @@
 """Rollback to the legacy backend (runbook 002), as a plan of numbered steps, then its run.
 
-The steps, in the runbook's order:
+The steps, in the runbook's order, after a step of ours:
 
+0. replay the outbox, when one is configured (the CLI always does; `shadowswap.rollout.drain`):
+   changes still waiting for the legacy store land on it before it takes every write alone.
 1. ``FF_RETRIEVAL_DUAL_WRITE=OFF``: writes stop going to the other backend; with dual write
    off every read is served by the primary again (`shadowswap.rollout.decisions`).
 2. purge the target's inconsistent delta, only with ``--purge-delta`` (`shadowswap.rollout.purge`).
@@ -26,6 +28,12 @@ run waits ``settle_s`` (6 s: long enough for processes that follow the file, whi
 second, to stop dual writing) before purging, then writes the rest. A purge that fails does
 not stop the rollback (traffic comes first); the run ends as a failure and says so.
 
+The replay runs first, with ``--apply`` only (a dry run says how many items it would replay).
+Like a failed purge, a failed replay does not stop the rollback; the run ends as a failure
+and says to run ``shadowswap replay-outbox`` then ``shadowswap reconcile``. An outbox that
+cannot even be read (unreachable from where the script runs) skips the step with a warning
+saying the same; the run's result does not change for it.
+
 ``--apply`` first writes ``<file>.bak`` (byte-identical); a dry-run writes nothing but the
 journal. Every run, dry or not, successful or not, appends one journal line.
 """
@@ -40,6 +48,7 @@ from typing import Any
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.config import KINDS, gather, load_settings
 from shadowswap.errors import ConfigError, ConfigErrors, ShadowswapError, WriteError
+from shadowswap.rollout.drain import Drain
 from shadowswap.rollout.envfile import (
     EnvSnapshot,
     edit_text,
@@ -238,9 +247,11 @@ class Rollback:
         smoke: SmokeTest | None = None,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._journal = journal
         self._purge = purge
+        self._drain = drain
         self._smoke = smoke
         self._clock = clock or SystemClock()
         self._environ = environ
@@ -300,6 +311,14 @@ class Rollback:
         warnings += self._overridden(request.env_file, plan.changes)
         diff = render_diff(str(request.env_file), snapshot.text, new_text)
         steps = {s.number: s for s in plan.steps}
+        if self._drain is not None:
+            steps[0] = self._drain_step(request.apply, legacy, progress)
+            if steps[0].status == "skipped":
+                warnings.append(
+                    f"the outbox was not replayed ({steps[0].detail}); changes it holds for "
+                    f"{legacy} are not on it: run shadowswap replay-outbox where the outbox "
+                    "is reachable, then shadowswap reconcile"
+                )
         backup: Path | None = None
         if request.apply:
             backup, steps = self._apply(request, plan, snapshot, steps, progress)
@@ -357,6 +376,28 @@ class Rollback:
                 steps[number] = Step(number, step.title, step.changes, "done", step.detail)
         return backup, steps
 
+    def _drain_step(self, apply: bool, legacy: str, progress: _Progress) -> Step:
+        """Step 0 (module doc): look at the outbox; with ``apply``, replay it."""
+        assert self._drain is not None
+        title = f"replay the outbox (changes {legacy} may miss)"
+        try:
+            pending = self._drain.pending()
+        except ShadowswapError as exc:  # traffic comes first: said, not failed
+            progress.drain = f"not read: {exc}"
+            return Step(0, title, {}, "skipped", f"cannot read the outbox: {exc}")
+        if pending == 0:
+            return Step(0, title, {}, "already", "the outbox is empty")
+        if not apply:
+            return Step(0, title, {}, "would run", f"{pending} items, before step 1")
+        try:
+            summary = self._drain.run()
+        except ShadowswapError as exc:
+            progress.drain = f"FAILED {exc}"
+            detail = f"{exc}; after the rollback run shadowswap replay-outbox, then reconcile"
+            return Step(0, title, {}, "failed", detail)
+        progress.drain = summary
+        return Step(0, title, {}, "done", summary)
+
     def _purge_step(self, plan: RollbackPlan, steps: dict[int, Step], progress: _Progress) -> None:
         assert self._purge is not None and plan.leaving is not None
         title = steps[2].title
@@ -401,12 +442,15 @@ class _Progress:
     """What has been written and what happened so far (for the journal, even on error)."""
 
     written: dict[str, str] = field(default_factory=dict)
+    drain: str | None = None
     purge: str | None = None
     smoke: str | None = None
 
 
 def _notes(reason: str, progress: _Progress, error: str | None = None) -> str:
     parts = [reason]
+    if progress.drain:
+        parts.append(f"outbox: {progress.drain}")
     if progress.purge:
         parts.append(f"purge: {progress.purge}")
     if progress.smoke:

@@ -1,0 +1,88 @@
+"""Step 0 of a rollback: replay the outbox before the switch, so the legacy store holds every
+acknowledged write before it takes them all alone.
+
+Why before, not after: until the env file changes, the backend that received a write
+synchronously is still the one the replay copies from, and nothing writes the legacy store
+directly; so the replay rules (`shadowswap.dualwrite.replay`) bring it every change it
+missed. After the switch the legacy store takes writes directly and dual write is off: an
+older change replayed then could overwrite a newer one, and a change never replayed is an
+acknowledged write the legacy store lacks (docs/dual-write.md). CONTRACT §1 promises that "a
+rollback at any moment loses nothing"; this step is what makes it hold for changes that were
+waiting in the outbox (breaker open, target slow) when the rollback started.
+
+The step never blocks the rollback: an outbox that cannot be read, or a replay that fails
+(the legacy store unreachable), is reported, the run ends as a failure, and traffic is still
+moved. `Drain` is the boundary, so tests inject their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from shadowswap.clock import SystemClock
+from shadowswap.config import Settings
+from shadowswap.dualwrite.outbox import is_postgres_url, open_outbox
+from shadowswap.dualwrite.replay import OpenStores, Replayer, ReplayReport
+from shadowswap.errors import ShadowswapError
+from shadowswap.metrics import NullSink
+
+
+class DrainFailed(ShadowswapError):
+    """The replay ran but left failed items, or stopped on an unreachable backend."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(f"the outbox replay did not finish: {summary}")
+        self.summary = summary
+
+
+class Drain(Protocol):
+    """Replays what the outbox holds before the switch."""
+
+    def pending(self) -> int:
+        """Items in the outbox now (0 when there is no outbox yet)."""
+
+    def run(self) -> str:
+        """Replay them; a one-line summary (counts only). Raises `ShadowswapError`."""
+
+
+class OutboxDrain:
+    """The real step: the outbox and stores of the env file's settings, `Replayer` rules."""
+
+    def __init__(self, settings: Callable[[], Settings]) -> None:
+        self._settings = settings
+
+    def pending(self) -> int:
+        settings = self._settings()
+        url = settings.outbox_url.strip()
+        if not is_postgres_url(url) and not Path(url.partition("?")[0]).exists():
+            return 0  # no outbox file: nothing was ever queued (and none is created here)
+        outbox = open_outbox(url)
+        try:
+            return outbox.stats().size
+        finally:
+            outbox.close()
+
+    def run(self) -> str:
+        settings = self._settings()
+        outbox = open_outbox(settings.outbox_url)
+        stores = OpenStores(settings)
+        try:
+            replayer = Replayer(outbox, stores, settings, NullSink(), SystemClock())
+            report = replayer.run(max_items=settings.outbox_max)
+        finally:
+            stores.close()
+            outbox.close()
+        return outcome(report)
+
+
+def outcome(report: ReplayReport) -> str:
+    """The step's one-line summary of a replay; raises `DrainFailed` when it did not finish."""
+    summary = (
+        f"replayed {report.replayed}, already applied or superseded "
+        f"{report.skipped_superseded}, failed {report.failed}, left {report.remaining}"
+    )
+    if report.stopped or report.failed:
+        raise DrainFailed(summary + (f" ({report.stopped})" if report.stopped else ""))
+    return summary
