@@ -92,18 +92,18 @@ class Applier:
     def wait_applied(self, mark: int, timeout_s: float | None = None) -> bool:
         """Wait until every job offered before ``mark`` was handled (applied, or given back
         to the outbox); later offers are not waited for. False on timeout."""
-        if threading.current_thread() is self._thread:
-            return False  # called from inside ``apply``: waiting would wait for itself
-        with self._cond:
-            return self._cond.wait_for(lambda: self._handled >= mark, timeout_s)
+        return self._wait(lambda: self._handled >= mark, timeout_s)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until nothing is left to apply, including what is offered meanwhile;
         False on timeout."""
+        return self._wait(lambda: self._handled >= self._offered, timeout_s)
+
+    def _wait(self, done: Callable[[], bool], timeout_s: float | None) -> bool:
         if threading.current_thread() is self._thread:
-            return False
+            return False  # called from inside ``apply``: waiting would wait for itself
         with self._cond:
-            return self._cond.wait_for(lambda: self._handled >= self._offered, timeout_s)
+            return self._cond.wait_for(done, timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Apply what is queued (up to ``timeout_s``), then stop the thread."""

@@ -48,6 +48,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import parse_qsl
 
@@ -243,6 +244,15 @@ class Outbox(Protocol):
 
 def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
+
+
+def existing_outbox(url: str) -> Outbox | None:
+    """`open_outbox` for a command that only looks: None when a SQLite outbox's file does not
+    exist yet (nothing was ever queued; none is created). A PostgreSQL outbox is opened."""
+    text = url.strip()
+    if not is_postgres_url(text) and text and not Path(text.partition("?")[0]).exists():
+        return None
+    return open_outbox(text)
 
 
 def open_outbox(url: str) -> Outbox:

@@ -10,20 +10,20 @@ acknowledged write the legacy store lacks (docs/dual-write.md). CONTRACT §1 pro
 rollback at any moment loses nothing"; this step is what makes it hold for changes that were
 waiting in the outbox (breaker open, target slow) when the rollback started.
 
-The step never blocks the rollback: an outbox that cannot be read, or a replay that fails
-(the legacy store unreachable), is reported, the run ends as a failure, and traffic is still
-moved. `Drain` is the boundary, so tests inject their own.
+The step never blocks the rollback. A replay that fails (the legacy store unreachable) is
+reported and the run ends as a failure; an outbox that cannot be read from where the rollback
+runs is reported as a warning (`shadowswap.rollout.rollback`); either way traffic is moved.
+`Drain` is the boundary, so tests inject their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from shadowswap.clock import SystemClock
 from shadowswap.config import Settings
-from shadowswap.dualwrite.outbox import is_postgres_url, open_outbox
+from shadowswap.dualwrite.outbox import existing_outbox, open_outbox
 from shadowswap.dualwrite.replay import OpenStores, Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
 from shadowswap.metrics import NullSink
@@ -54,11 +54,9 @@ class OutboxDrain:
         self._settings = settings
 
     def pending(self) -> int:
-        settings = self._settings()
-        url = settings.outbox_url.strip()
-        if not is_postgres_url(url) and not Path(url.partition("?")[0]).exists():
-            return 0  # no outbox file: nothing was ever queued (and none is created here)
-        outbox = open_outbox(url)
+        outbox = existing_outbox(self._settings().outbox_url)
+        if outbox is None:
+            return 0
         try:
             return outbox.stats().size
         finally:
