@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from shadowswap.clock import SystemClock
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.dualwrite.breaker import Breaker, State
 from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.metrics import NullSink
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore

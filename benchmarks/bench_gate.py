@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shadowswap.gate.quality import Setup, markdown, run_matrix
+from benchmarks.decision_quality import Setup, markdown, run_matrix
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "gate.md"
 START, END = "<!-- matrix:start -->", "<!-- matrix:end -->"

@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from shadowswap.config import load_settings
-from shadowswap.rollout.decisions import read_role, write_plan
+from shadowswap.policy import read_role, write_plan
 from shadowswap.rollout.journal import Journal
-from shadowswap.rollout.live import EnvFileSettings
 from shadowswap.rollout.rollback import Rollback, RollbackRequest
+from shadowswap.settings.config import load_settings
+from shadowswap.settings.live import EnvFileSettings
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "env.staging"
 

@@ -44,9 +44,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.runtime import build_runtime
 from shadowswap.service.keys import add_key
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing import clustered_vectors
 from shadowswap.values import Document

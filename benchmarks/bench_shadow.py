@@ -44,15 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from shadowswap.clock import SystemClock
-from shadowswap.config import StaticSettings, load_settings
-from shadowswap.faults import FailingStore, HangingStore
 from shadowswap.metrics import RecordingSink
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing import clustered_corpus
+from shadowswap.testing.faults import FailingStore, HangingStore
 
 TENANT = "bench"
 ON = {"FF_RETRIEVAL_SHADOW_READ": "ON", "FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "1.0"}

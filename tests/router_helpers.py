@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from shadowswap.clock import Clock, FakeClock
-from shadowswap.config import Settings, StaticSettings, load_settings
 from shadowswap.metrics import MetricsSink, RecordingSink
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
 from shadowswap.shadow.observations import ObservationSink
 from shadowswap.similarity import Metric

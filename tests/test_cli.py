@@ -12,7 +12,7 @@ from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing import clustered_corpus
 from tests.helpers import ROOT, cli, run
 from tests.servers import free_port
-from tests.test_config import CONTRACT_DEFAULTS
+from tests.settings.test_config import CONTRACT_DEFAULTS
 
 SCRIPT = ROOT / "scripts" / "test_vector_store_connection.py"
 

@@ -10,13 +10,13 @@ import pytest
 
 from shadowswap.clock import FakeClock
 from shadowswap.errors import InvalidInput
-from shadowswap.faults import FailingStore
 from shadowswap.shadow.offline import Distribution, parse_queries, run_offline
 from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing import clustered_corpus
+from shadowswap.testing.faults import FailingStore
 from tests.helpers import cli, run
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from shadowswap.clock import FakeClock
 from shadowswap.errors import StoreTimeout, StoreUnavailable
-from shadowswap.faults import FailingStore, FlappingStore, HangingStore, SlowStore
 from shadowswap.similarity import Metric
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing import clustered_corpus
+from shadowswap.testing.faults import FailingStore, FlappingStore, HangingStore, SlowStore
 
 
 @pytest.fixture

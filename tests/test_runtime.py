@@ -6,8 +6,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.runtime import build_runtime
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.testing import clustered_corpus
 
 

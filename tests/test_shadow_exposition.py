@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shadowswap.clock import FakeClock
-from shadowswap.faults import FailingStore, HangingStore
 from shadowswap.metrics import PrometheusSink
 from shadowswap.shadow.executor import ExecutorSizes
+from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.router_helpers import Stores, load_stores, make_router
 
 BASE = {"env", "shadow_version"}

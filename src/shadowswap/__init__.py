@@ -15,7 +15,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from shadowswap.ranking import agreement_at_k, ndcg_at_k
+from shadowswap.shadow.ranking import agreement_at_k, ndcg_at_k
 from shadowswap.similarity import Metric
 from shadowswap.values import Document, Hit, SearchResult, WriteReport
 

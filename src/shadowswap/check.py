@@ -6,8 +6,10 @@ import contextlib
 import time
 from dataclasses import asdict, dataclass
 
-from shadowswap.config import KINDS, Settings, mask_secrets
 from shadowswap.errors import ConfigError, MissingDependency, ShadowswapError
+from shadowswap.settings import names
+from shadowswap.settings.config import KINDS, Settings
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.stores import open_store
 
 
@@ -41,7 +43,7 @@ def resolve_backends(settings: Settings, backend: str | None) -> list[tuple[str,
         return [("primary", settings.backend)]
     if backend == "target":
         if not settings.target_backend:
-            raise ConfigError("RETRIEVAL_TARGET_BACKEND", "", "no target backend is configured")
+            raise ConfigError(names.RETRIEVAL_TARGET_BACKEND, "", "no target backend is configured")
         return [("target", settings.target_backend)]
     kind = str(backend).lower()
     if kind not in KINDS:

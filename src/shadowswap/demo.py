@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shadowswap.config import Settings
-from shadowswap.ranking import agreement_at_k, ndcg_at_k
+from shadowswap.settings.config import Settings
+from shadowswap.shadow.ranking import agreement_at_k, ndcg_at_k
 from shadowswap.stores import open_store
 from shadowswap.stores.base import BaseStore
 from shadowswap.testing import clustered_corpus

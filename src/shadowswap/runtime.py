@@ -8,7 +8,7 @@ request from the `SettingsSource`, so an edited env file takes effect without a 
 router and the writer follow a swap of the two kinds (runbook 001). Naming a kind that was not
 open at start needs a restart.
 
->>> from shadowswap.config import StaticSettings, load_settings
+>>> from shadowswap.settings.config import StaticSettings, load_settings
 >>> rt = build_runtime(StaticSettings(load_settings(environ={"RETRIEVAL_BACKEND": "memory"})))
 >>> rt.router.search("acme", [1.0, 0.0], 3).hits
 ()
@@ -26,13 +26,13 @@ from prometheus_client import CollectorRegistry
 
 from shadowswap import __version__
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.config import Settings, SettingsSource
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.outbox import Outbox, open_outbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ShadowswapError
 from shadowswap.metrics import MetricsSink, PrometheusSink
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.shadow.observations import observation_log
 from shadowswap.stores import open_store
 from shadowswap.stores.base import BaseStore

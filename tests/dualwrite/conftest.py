@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadowswap.config import Settings, StaticSettings, load_settings
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Outbox
 from shadowswap.dualwrite.postgres_outbox import PostgresOutbox
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
+from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.values import Document
 from tests.servers import fresh_database
 

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from shadowswap.clock import SystemClock
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.faults import FlappingStore
 from shadowswap.metrics import NullSink
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
+from shadowswap.testing.faults import FlappingStore
 from shadowswap.values import Document
 
 TENANTS = ("acme", "globex", "initech")

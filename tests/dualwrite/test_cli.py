@@ -14,11 +14,11 @@ from shadowswap.clock import SystemClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.faults import FailingStore
 from shadowswap.metrics import NullSink
 from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
+from shadowswap.testing.faults import FailingStore
 from tests.dualwrite.conftest import doc, static
 from tests.helpers import ROOT, run
 from tests.servers import free_port

@@ -7,7 +7,7 @@ undone by the applier's older upsert of the same document, then copied back to t
 store, so both stores agreed on a document the caller had deleted (drift 0, write lost).
 
 Primary: the memory reference store; target: real FAISS. The older change is held inside the
-store by `shadowswap.faults.HangingStore` so that the newer write is made while it is pending.
+store by `shadowswap.testing.HangingStore` so that the newer write is made while it is pending.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import threading
 from pathlib import Path
 
 from shadowswap.clock import FakeClock
-from shadowswap.config import Settings
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.faults import FailingStore, HangingStore
 from shadowswap.metrics import RecordingSink
+from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.dualwrite.conftest import closed_after_test, doc, settings
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from shadowswap.clock import FakeClock, SystemClock
-from shadowswap.config import Settings
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
@@ -23,12 +22,13 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ConfigError
-from shadowswap.faults import FailingStore, FlappingStore, SlowStore
 from shadowswap.metrics import RecordingSink
+from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from shadowswap.testing.faults import FailingStore, FlappingStore, SlowStore
 from shadowswap.values import Document, WriteReport
 from tests.dualwrite.conftest import closed_after_test, doc, settings, static
 

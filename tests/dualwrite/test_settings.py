@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shadowswap.config import load_settings
 from shadowswap.errors import ConfigError
+from shadowswap.settings.config import load_settings
 
 
 def test_the_deadline_defaults_to_500_ms_and_is_read_from_the_environment() -> None:

@@ -1,7 +1,7 @@
 """The dual writer: which backend gets what, the breaker, deadlines, the outbox, metrics, logs.
 
 Primary: the memory reference store; target: real FAISS in a temporary directory. Faults are
-injected by wrapping the target (`shadowswap.faults`)."""
+injected by wrapping the target (`shadowswap.testing.faults`)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import StoreUnavailable
-from shadowswap.faults import FaultyStore, FlappingStore, HangingStore
 from shadowswap.logs import JsonFormatter
 from shadowswap.metrics import RecordingSink
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from shadowswap.testing.faults import FaultyStore, FlappingStore, HangingStore
 from shadowswap.values import Document
 from tests.dualwrite.conftest import closed_after_test, doc, settings, static
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from benchmarks.decision_quality import VARIANTS, Lab, Setup, Variant, judge
 
 from shadowswap.gate import Verdict
-from shadowswap.gate.quality import VARIANTS, Lab, Setup, Variant, judge
 from shadowswap.shadow.observations import Observation
 
 SETUP = Setup(tenants=3, docs=1500, queries=500, seed=11)

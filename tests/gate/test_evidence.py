@@ -12,9 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from shadowswap.clock import FakeClock, SystemClock
-from shadowswap.config import StaticSettings
 from shadowswap.errors import InvalidInput
-from shadowswap.faults import FlappingStore, LeakingStore
 from shadowswap.gate import (
     Evidence,
     combine,
@@ -25,7 +23,8 @@ from shadowswap.gate import (
     unexplained_hits,
 )
 from shadowswap.metrics import PrometheusSink
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.config import StaticSettings
 from shadowswap.shadow.observations import (
     JsonlObservationLog,
     MemoryObservations,
@@ -33,6 +32,7 @@ from shadowswap.shadow.observations import (
     parse_iso_utc,
 )
 from shadowswap.stores.base import VectorStore
+from shadowswap.testing.faults import FlappingStore, LeakingStore
 from shadowswap.values import Document
 from tests.router_helpers import TENANTS, Stores, load_stores, settings
 

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from shadowswap.cli.app import app
-from shadowswap.config import load_settings
 from shadowswap.rehearsal import runner
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
+from shadowswap.settings.config import load_settings
 from shadowswap.stores import open_store
 from shadowswap.testing import clustered_corpus
 from tests.rehearsal.conftest import rehearse

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from shadowswap.errors import InvalidInput
+from shadowswap.policy import in_percent
 from shadowswap.rehearsal import RehearsalOptions
 from shadowswap.rehearsal.data import glove_dataset, spread_tenants
 from shadowswap.rehearsal.ledger import Ledger
 from shadowswap.rehearsal.report import CutoverBar, ReportInputs, render, svg
 from shadowswap.rehearsal.result import RehearsalResult, StepRecord
 from shadowswap.rehearsal.workspace import MARKER, prepare
-from shadowswap.rollout.decisions import in_percent
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.values import Document
 

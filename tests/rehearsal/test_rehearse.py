@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.config import load_settings
 from shadowswap.rehearsal import STEP_NAMES
-from shadowswap.rollout.phases import classify
+from shadowswap.settings.config import load_settings
+from shadowswap.settings.phase import classify
 from tests.rehearsal.conftest import Rehearsed, rehearse
 
 CONTRACT_KEYS = ["verdict", "lost_writes", "drift", "agreement_at_5", "ndcg_at_10", "duration_s",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.config import load_settings
+from shadowswap.settings.config import load_settings
 from tests.helpers import ROOT, cli, run
 from tests.rollout.stub_service import StubRetrievalService
 

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.config import Settings, load_settings
 from shadowswap.errors import InvalidInput
 from shadowswap.rollout.phases import (
-    PHASES,
     Drift,
     Goal,
-    classify,
     next_goal,
     next_step,
     previous_goal,
@@ -21,6 +18,8 @@ from shadowswap.rollout.phases import (
     set_goal,
     transition,
 )
+from shadowswap.settings.config import Settings, load_settings
+from shadowswap.settings.phase import PHASES, classify
 
 BASE = {"RETRIEVAL_BACKEND": "faiss", "RETRIEVAL_TARGET_BACKEND": "chroma"}
 ON, OFF = "ON", "OFF"

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from shadowswap.clock import FakeClock
-from shadowswap.config import load_settings
 from shadowswap.errors import ConfigError, Refused, StoreUnavailable, WriteError
-from shadowswap.rollout.envfile import parse_values
 from shadowswap.rollout.journal import Journal
 from shadowswap.rollout.purge import ReconcilePurge
 from shadowswap.rollout.rollback import Rollback, RollbackRequest, plan_rollback
 from shadowswap.rollout.smoke import HttpSmokeTest
+from shadowswap.settings.config import load_settings
+from shadowswap.settings.envfile import parse_values
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from tests.rollout.stub_service import StubRetrievalService

@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shadowswap.config import load_settings
 from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.errors import StoreUnavailable
 from shadowswap.rollout.drain import DrainFailed, OutboxDrain
-from shadowswap.rollout.envfile import parse_values
 from shadowswap.rollout.journal import Journal
 from shadowswap.rollout.rollback import Rollback, RollbackRequest
+from shadowswap.settings.config import load_settings
+from shadowswap.settings.envfile import parse_values
 from shadowswap.similarity import Metric
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.lancedb import LanceDBStore

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.runtime import Runtime, build_runtime
 from shadowswap.service.app import create_app
 from shadowswap.service.auth import KeyRing
 from shadowswap.service.keys import add_key
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.stores.base import VectorStore
 
 

@@ -14,11 +14,11 @@ import pytest
 from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.errors import StoreError
-from shadowswap.faults import FailingStore, HangingStore
 from shadowswap.metrics import CONTRACT_METRICS
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.servers import free_port
 from tests.service.conftest import Gateway
 

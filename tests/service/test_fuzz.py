@@ -28,10 +28,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from shadowswap.config import StaticSettings, load_settings
 from shadowswap.runtime import build_runtime
 from shadowswap.service.app import create_app
 from shadowswap.service.auth import KeyRing
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.testing import clustered_corpus
 from tests.service.conftest import environment, make_keys
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shadowswap.rollout.envfile import edit_text, read_env, write_env
 from shadowswap.service.keys import add_key
+from shadowswap.settings.envfile import edit_text, read_env, write_env
 from tests.service.process import ROOT, ServeProcess, run_cli
 
 

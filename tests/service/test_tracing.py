@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from shadowswap.faults import FailingStore
 from shadowswap.service.tracing import (
     RequestContextFilter,
     install_context_filter,
@@ -16,6 +15,7 @@ from shadowswap.service.tracing import (
     trace_id_var,
 )
 from shadowswap.stores.faiss import FaissStore
+from shadowswap.testing.faults import FailingStore
 from tests.service.conftest import Gateway
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -87,7 +87,7 @@ def test_every_log_line_of_a_request_carries_its_trace_id_and_tenant(
     assert r.status_code == 503
     lines = [rec for rec in caplog.records if rec.name.startswith("shadowswap")]
     names = {rec.name for rec in lines}
-    assert {"shadowswap.router", "shadowswap.service", "shadowswap.service.access"} <= names
+    assert {"shadowswap.read.router", "shadowswap.service", "shadowswap.service.access"} <= names
     for rec in lines:
         assert getattr(rec, "trace_id", None) == TRACE, (rec.name, rec.getMessage())
     access = [rec for rec in lines if rec.name == "shadowswap.service.access"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shadowswap.clock import FakeClock
-from shadowswap.config import load_settings
+from shadowswap.settings.config import load_settings
 from shadowswap.shadow.observations import (
     FORMAT_VERSION,
     JsonlObservationLog,

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import ConfigError, StoreError, StoreTimeout, StoreUnavailable
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.stores.remote import (
     error_for_status,
     metadata_from_json,

@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shadowswap.errors import StoreUnavailable
-from shadowswap.faults import FaultyStore
 from shadowswap.stores.base import DEFAULT_SCAN_BATCH, VectorStore
+from shadowswap.testing.faults import FaultyStore
 from shadowswap.values import Document, WriteReport
 
 
 class Hooked(FaultyStore):
-    """`shadowswap.faults.FaultyStore` whose ``before[op]`` callbacks get the operation's
+    """`shadowswap.testing.faults.FaultyStore` whose ``before[op]`` callbacks get the operation's
     arguments (for a scan: each page, before it is yielded), once each unless they return
     True to stay armed. Not a BaseStore, so sync uses its scan."""
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shadowswap.config import Settings
-from shadowswap.rollout.decisions import read_role
+from shadowswap.policy import read_role
+from shadowswap.settings.config import Settings
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.sync.backfill import Backfill

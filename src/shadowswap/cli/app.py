@@ -18,9 +18,9 @@ from shadowswap.cli import rollout as rollout_commands
 from shadowswap.cli import service as service_commands
 from shadowswap.cli import sync as sync_commands
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
-from shadowswap.config import gather, load_settings
 from shadowswap.demo import run_demo
 from shadowswap.logs import configure_logging
+from shadowswap.settings.config import gather, load_settings
 
 app = typer.Typer(
     name="shadowswap",

@@ -11,8 +11,8 @@ import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
-from shadowswap.config import load_settings
 from shadowswap.errors import ConfigError
+from shadowswap.settings.config import load_settings
 from shadowswap.shadow.offline import Report, Summary, fmt, parse_queries, run_offline
 from shadowswap.stores import open_store
 

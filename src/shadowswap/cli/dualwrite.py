@@ -18,10 +18,10 @@ import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
-from shadowswap.config import load_settings
 from shadowswap.dualwrite.outbox import open_outbox
 from shadowswap.dualwrite.replay import DryRun, OpenStores, Replayer, ReplayReport
 from shadowswap.metrics import NullSink
+from shadowswap.settings.config import load_settings
 
 MaxItems = Annotated[
     int | None,

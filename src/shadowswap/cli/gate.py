@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
-from shadowswap.config import load_settings
 from shadowswap.errors import InvalidInput
 from shadowswap.gate import (
     Criteria,
@@ -30,6 +29,7 @@ from shadowswap.gate import (
     load_criteria,
 )
 from shadowswap.gate.prometheus import window_seconds
+from shadowswap.settings.config import load_settings
 from shadowswap.shadow.observations import parse_iso_utc
 
 

@@ -12,22 +12,17 @@ from typing import Annotated, Any
 import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
-from shadowswap.config import gather, load_settings
 from shadowswap.errors import ConfigError, InvalidInput
 from shadowswap.rollout.drain import OutboxDrain
 from shadowswap.rollout.journal import Journal, check_operator, check_reason
 from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
-from shadowswap.rollout.phases import (
-    PHASES,
-    classify,
-    next_goal,
-    next_step,
-    previous_goal,
-    read_drift,
-)
+from shadowswap.rollout.phases import next_goal, next_step, previous_goal, read_drift
 from shadowswap.rollout.purge import ReconcilePurge
 from shadowswap.rollout.rollback import SETTLE_S, Rollback, RollbackReport, RollbackRequest
 from shadowswap.rollout.smoke import HttpSmokeTest
+from shadowswap.settings import names
+from shadowswap.settings.config import gather, load_settings
+from shadowswap.settings.phase import PHASES, classify
 from shadowswap.values import check_tenant
 
 DryRun = Annotated[
@@ -364,9 +359,9 @@ def _common(
     who, why = check_operator(operator), check_reason(reason)
     if env_file is None:
         merged, _ = gather(None)
-        if not merged.get("RETRIEVAL_ENV_FILE"):
+        if not merged.get(names.RETRIEVAL_ENV_FILE):
             raise InvalidInput("--env-file", "is required: the env file to edit")
-        env_file = Path(merged["RETRIEVAL_ENV_FILE"])
+        env_file = Path(merged[names.RETRIEVAL_ENV_FILE])
     return env_file, apply, who, why
 
 
@@ -377,7 +372,9 @@ def _journal_path(option: Path | None, env_file: Path) -> Path:
         merged, _ = gather(env_file)
     except ConfigError:  # a missing env file is reported by the command itself
         merged, _ = gather(None)
-    return Path(merged.get("RETRIEVAL_ROLLBACK_JOURNAL") or "artifacts/rollback_drill_log.ndjson")
+    return Path(
+        merged.get(names.RETRIEVAL_ROLLBACK_JOURNAL) or "artifacts/rollback_drill_log.ndjson"
+    )
 
 
 def _read_key(path: Path) -> str:

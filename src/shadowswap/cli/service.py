@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
-from shadowswap.config import load_settings
 from shadowswap.errors import ConfigError
 from shadowswap.service.keys import ALL_TENANTS, add_key, read_entries, revoke_key
+from shadowswap.settings.config import load_settings
 
 KeysFile = Annotated[
     Path | None,

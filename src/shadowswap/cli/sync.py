@@ -22,11 +22,11 @@ import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
-from shadowswap.config import KINDS, Settings, load_settings
 from shadowswap.errors import ConfigError, InvalidInput
 from shadowswap.metrics import new_registry, serve_metrics
-from shadowswap.rollout.decisions import Role, read_role
+from shadowswap.policy import Role, read_role
 from shadowswap.runtime import prometheus_sink
+from shadowswap.settings.config import KINDS, Settings, load_settings
 from shadowswap.stores import BaseStore, open_store
 from shadowswap.sync.backfill import DEFAULT_BATCH as BACKFILL_BATCH
 from shadowswap.sync.backfill import Backfill, BackfillReport

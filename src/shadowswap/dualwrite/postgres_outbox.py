@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from shadowswap.config import mask_secrets
 from shadowswap.dualwrite.sql_outbox import Query, SqlOutbox
 from shadowswap.errors import (
     ConfigError,
@@ -40,6 +39,7 @@ from shadowswap.errors import (
     StoreError,
     StoreUnavailable,
 )
+from shadowswap.settings.masking import mask_secrets
 
 FORMAT = "1"
 SCHEMA = "shadowswap"

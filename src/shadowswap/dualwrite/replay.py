@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shadowswap.clock import Clock
-from shadowswap.config import Settings
 from shadowswap.dualwrite.outbox import DEFAULT_LEASE_S, Item, Outbox, OutboxStats, Pending
 from shadowswap.errors import (
     ConfigError,
@@ -59,6 +58,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.metrics import MetricsSink
+from shadowswap.settings.config import Settings
 from shadowswap.stores import open_store
 from shadowswap.stores.base import VectorStore
 from shadowswap.values import Document

@@ -2,7 +2,7 @@
 to the other backend without ever failing, slowing or losing anything because of it.
 
 Which backend is written synchronously and which is *deferred* comes from
-`shadowswap.rollout.decisions.write_plan` (CONTRACT §1), asked once per call with the
+`shadowswap.policy.write_plan` (CONTRACT §1), asked once per call with the
 settings of that call. The synchronous write's failure is the caller's failure. The deferred
 write never is.
 
@@ -85,7 +85,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shadowswap.clock import Clock
-from shadowswap.config import Settings, SettingsSource
 from shadowswap.dualwrite.applier import Applier, Jobs
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
 from shadowswap.dualwrite.outbox import (
@@ -100,7 +99,8 @@ from shadowswap.dualwrite.outbox import (
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import MetricsSink
-from shadowswap.rollout.decisions import Role, kind_of, write_plan
+from shadowswap.policy import Role, kind_of, write_plan
+from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore, canonical_batch
 from shadowswap.values import Document, check_doc_ids, check_tenant
@@ -142,7 +142,7 @@ class DualWriter:
 
     >>> import tempfile
     >>> from shadowswap.clock import SystemClock
-    >>> from shadowswap.config import StaticSettings, load_settings
+    >>> from shadowswap.settings.config import StaticSettings, load_settings
     >>> from shadowswap.dualwrite import Breaker, MemoryOutbox
     >>> from shadowswap.metrics import NullSink
     >>> from shadowswap.stores.faiss import FaissStore

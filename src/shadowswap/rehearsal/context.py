@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowswap.clock import Clock
-from shadowswap.config import Settings, load_settings
 from shadowswap.dualwrite.replay import Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
-from shadowswap.faults import FlappingStore
+from shadowswap.policy import read_role
 from shadowswap.rehearsal.data import Dataset
 from shadowswap.rehearsal.display import Display
 from shadowswap.rehearsal.ledger import Ledger
@@ -28,17 +27,18 @@ from shadowswap.rehearsal.timeline import TimelineSink
 from shadowswap.rehearsal.traffic import ReadBatch
 from shadowswap.rehearsal.workload import LiveWriter
 from shadowswap.rehearsal.workspace import Workspace
-from shadowswap.rollout.decisions import read_role
-from shadowswap.rollout.envfile import edit_text, read_env, write_env
 from shadowswap.rollout.journal import Journal, JournalEntry, utc_timestamp
-from shadowswap.rollout.live import EnvFileSettings
 from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
-from shadowswap.rollout.phases import classify
 from shadowswap.runtime import Runtime
+from shadowswap.settings.config import Settings, load_settings
+from shadowswap.settings.envfile import edit_text, read_env, write_env
+from shadowswap.settings.live import EnvFileSettings
+from shadowswap.settings.phase import classify
 from shadowswap.shadow.observations import Observation
 from shadowswap.stores.base import VectorStore
 from shadowswap.sync.progress import Progress
 from shadowswap.sync.reconcile import Reconcile, ReconcileReport, save_last
+from shadowswap.testing.faults import FlappingStore
 
 log = logging.getLogger("shadowswap.rehearsal")
 

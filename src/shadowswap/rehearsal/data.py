@@ -16,7 +16,7 @@ documents are the data, the queries come from a queries file (JSON lines, as for
 documents it creates itself (ids starting with ``rehearsal-live-``).
 
 Tenant names are chosen so that the cutover percentages select about their share of
-tenants: the cutover hash is fixed (`shadowswap.rollout.decisions.cutover_bucket`), so names
+tenants: the cutover hash is fixed (`shadowswap.policy.cutover_bucket`), so names
 are picked whose buckets sit near evenly spaced positions: with 5 tenants, 10 % selects one,
 50 % three and 100 % all five.
 """
@@ -34,7 +34,7 @@ import numpy.typing as npt
 import pyarrow.parquet as pq
 
 from shadowswap.errors import InvalidInput, MissingDependency
-from shadowswap.rollout.decisions import cutover_bucket
+from shadowswap.policy import cutover_bucket
 from shadowswap.shadow.offline import Query, parse_queries
 from shadowswap.stores.base import VectorStore
 from shadowswap.values import Document, Vector

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shadowswap.config import KINDS
 from shadowswap.errors import InvalidInput
+from shadowswap.settings.config import KINDS
 
 DEFAULT_WORKDIR = Path("./data/rehearsal")
 DEFAULT_DOCS = 100_000

@@ -20,9 +20,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.config import load_settings
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
-from shadowswap.faults import FlappingStore
 from shadowswap.rehearsal import steps_after as after
 from shadowswap.rehearsal import steps_before as before
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
@@ -43,13 +41,15 @@ from shadowswap.rehearsal.workspace import (
     write_env,
 )
 from shadowswap.rollout.journal import Journal
-from shadowswap.rollout.live import EnvFileSettings
 from shadowswap.rollout.moves import PhaseMover
-from shadowswap.rollout.phases import classify
 from shadowswap.runtime import build_runtime, prometheus_sink
+from shadowswap.settings.config import load_settings
+from shadowswap.settings.live import EnvFileSettings
+from shadowswap.settings.phase import classify
 from shadowswap.stores import open_store
 from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.sync.reconcile import iso
+from shadowswap.testing.faults import FlappingStore
 
 log = logging.getLogger("shadowswap.rehearsal")
 

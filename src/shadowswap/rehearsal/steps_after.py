@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from shadowswap.policy import cutover_selects
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
 from shadowswap.rehearsal.data import LIVE_PREFIX
 from shadowswap.rehearsal.steps_before import DisplayProgress
 from shadowswap.rehearsal.traffic import ReadBatch, send_reads
-from shadowswap.rollout.decisions import cutover_selects
 from shadowswap.rollout.drain import outcome
 from shadowswap.rollout.rollback import Rollback, RollbackRequest
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from shadowswap.clock import Clock
 from shadowswap.errors import StoreError
-from shadowswap.ranking import agreement_at_k
+from shadowswap.read.router import Router
 from shadowswap.rehearsal.data import RehearsalQuery
-from shadowswap.router import Router
+from shadowswap.shadow.ranking import agreement_at_k
 from shadowswap.stores.base import VectorStore
 
 K = 10

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shadowswap.errors import InvalidInput, WriteError
+from shadowswap.settings import names
 
 MARKER = ".shadowswap-rehearsal"
 ENV_NAME = "rehearsal.env"
@@ -172,5 +173,5 @@ def own_store_environ(values: Mapping[str, str | None], written: str) -> dict[st
         for line in written.splitlines()
         if line and not line.startswith("#") and "=" in line
     }
-    ours.add("RETRIEVAL_ENV_FILE")
+    ours.add(names.RETRIEVAL_ENV_FILE)
     return {k: v for k, v in values.items() if v is not None and v != "" and k not in ours}

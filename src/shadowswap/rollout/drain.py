@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shadowswap.clock import SystemClock
-from shadowswap.config import Settings
 from shadowswap.dualwrite.outbox import existing_outbox, open_outbox
 from shadowswap.dualwrite.replay import OpenStores, Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
 from shadowswap.metrics import NullSink
+from shadowswap.settings.config import Settings
 
 
 class DrainFailed(ShadowswapError):

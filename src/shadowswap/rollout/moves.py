@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.config import gather, load_settings
 from shadowswap.errors import Refused, ShadowswapError
-from shadowswap.rollout.envfile import edit_text, parse_values, read_env, render_diff, write_env
 from shadowswap.rollout.journal import (
     Journal,
     JournalEntry,
@@ -25,15 +23,16 @@ from shadowswap.rollout.journal import (
 )
 from shadowswap.rollout.phases import (
     Goal,
-    Phase,
     Transition,
-    classify,
     next_goal,
     previous_goal,
     read_drift,
     set_goal,
     transition,
 )
+from shadowswap.settings.config import gather, load_settings
+from shadowswap.settings.envfile import edit_text, parse_values, read_env, render_diff, write_env
+from shadowswap.settings.phase import Phase, classify
 
 Action = Literal["advance", "back", "set"]
 

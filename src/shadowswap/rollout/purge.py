@@ -15,8 +15,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from shadowswap.config import Settings
 from shadowswap.errors import Refused
+from shadowswap.settings.config import Settings
 from shadowswap.stores import open_store  # vendor SDKs load only when a store is opened
 
 MODULE = "shadowswap.sync.reconcile"

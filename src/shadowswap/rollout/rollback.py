@@ -5,7 +5,7 @@ The steps, in the runbook's order, after a step of ours:
 0. replay the outbox, when one is configured (the CLI always does; `shadowswap.rollout.drain`):
    changes still waiting for the legacy store land on it before it takes every write alone.
 1. ``FF_RETRIEVAL_DUAL_WRITE=OFF``: writes stop going to the other backend; with dual write
-   off every read is served by the primary again (`shadowswap.rollout.decisions`).
+   off every read is served by the primary again (`shadowswap.policy`).
 2. purge the target's inconsistent delta, only with ``--purge-delta`` (`shadowswap.rollout.purge`).
 3. ``FF_RETRIEVAL_SHADOW_READ=OFF``.
 4. ``RETRIEVAL_BACKEND=<legacy>`` (``faiss`` unless ``--backend`` or
@@ -46,17 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.config import KINDS, gather, load_settings
 from shadowswap.errors import ConfigError, ConfigErrors, ShadowswapError, WriteError
 from shadowswap.rollout.drain import Drain
-from shadowswap.rollout.envfile import (
-    EnvSnapshot,
-    edit_text,
-    parse_values,
-    read_env,
-    render_diff,
-    write_env,
-)
 from shadowswap.rollout.journal import (
     Journal,
     JournalEntry,
@@ -67,6 +58,16 @@ from shadowswap.rollout.journal import (
 from shadowswap.rollout.phases import BACKEND, DUAL, PERCENT, SHADOW, TARGET, TENANTS
 from shadowswap.rollout.purge import Purge
 from shadowswap.rollout.smoke import SmokeResult, SmokeTest
+from shadowswap.settings import names
+from shadowswap.settings.config import KINDS, gather, load_settings
+from shadowswap.settings.envfile import (
+    EnvSnapshot,
+    edit_text,
+    parse_values,
+    read_env,
+    render_diff,
+    write_env,
+)
 
 SETTLE_S = 6.0
 
@@ -463,5 +464,5 @@ def _notes(reason: str, progress: _Progress, error: str | None = None) -> str:
 def _legacy_of(env_file: Path, environ: Mapping[str, str] | None) -> str:
     """``RETRIEVAL_LEGACY_BACKEND`` as configuration reads it (environment, file, default)."""
     merged, _ = gather(env_file, environ)
-    raw = merged.get("RETRIEVAL_LEGACY_BACKEND", "").strip()
+    raw = merged.get(names.RETRIEVAL_LEGACY_BACKEND, "").strip()
     return raw or load_settings(environ={}).legacy_backend

@@ -14,11 +14,11 @@ a later write of the same document and undo it. They are bounded by the adapters
 timeouts (10 s for a Chroma server), and at most `WRITE_CONCURRENCY` writes run at once so a
 hung primary cannot take every thread and starve reads (the next write gets 503).
 
->>> from shadowswap.config import StaticSettings, load_settings
+>>> from shadowswap.settings.config import StaticSettings, load_settings
 >>> from shadowswap.runtime import build_runtime
 >>> from shadowswap.service.auth import OPEN
 >>> rt = build_runtime(StaticSettings(load_settings(environ={"RETRIEVAL_BACKEND": "memory",
-...     "RETRIEVAL_DUAL_WRITE_OUTBOX_URL": ":memory:"})))  # doctest: +SKIP
+...     names.RETRIEVAL_DUAL_WRITE_OUTBOX_URL: ":memory:"})))  # doctest: +SKIP
 >>> app = create_app(rt, auth=OPEN)  # doctest: +SKIP
 """
 
@@ -39,8 +39,6 @@ from starlette.responses import Response
 from shadowswap import __version__
 from shadowswap.dualwrite.writer import WriteResult
 from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
-from shadowswap.rollout.live import EnvFileSettings
-from shadowswap.rollout.phases import classify
 from shadowswap.runtime import Runtime
 from shadowswap.service import errors as handlers
 from shadowswap.service.auth import (
@@ -65,6 +63,8 @@ from shadowswap.service.models import (
 )
 from shadowswap.service.routing import JsonBodyRoute
 from shadowswap.service.status import StatusReporter
+from shadowswap.settings.live import EnvFileSettings
+from shadowswap.settings.phase import classify
 from shadowswap.values import Document, to_vector
 
 log = logging.getLogger("shadowswap.service")

@@ -42,11 +42,12 @@ from typing import Any
 
 from shadowswap.errors import ConfigError, InvalidInput, WriteError
 from shadowswap.fileio import atomic_write
+from shadowswap.settings import names
 from shadowswap.values import TENANT_RE
 
 FORMAT = 1
 ALL_TENANTS = "*"
-VARIABLE = "RETRIEVAL_API_KEYS_FILE"
+VARIABLE = names.RETRIEVAL_API_KEYS_FILE
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_NOTE = 200

@@ -36,15 +36,17 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, multiprocess
 
 from shadowswap import __version__
-from shadowswap.config import Settings, SettingsSource, StaticSettings, load_settings, mask_secrets
 from shadowswap.errors import ConfigError
 from shadowswap.logs import configure_logging
-from shadowswap.rollout.live import EnvFileSettings
-from shadowswap.rollout.phases import classify
 from shadowswap.runtime import Runtime, build_runtime, prometheus_sink
 from shadowswap.service.app import create_app
 from shadowswap.service.auth import OPEN, Authenticator, KeyRing
 from shadowswap.service.tracing import install_context_filter
+from shadowswap.settings import names
+from shadowswap.settings.config import Settings, SettingsSource, StaticSettings, load_settings
+from shadowswap.settings.live import EnvFileSettings
+from shadowswap.settings.masking import mask_secrets
+from shadowswap.settings.phase import classify
 
 log = logging.getLogger("shadowswap.service")
 
@@ -151,8 +153,8 @@ def multi_worker_problems(settings: Settings) -> list[str]:
     """Why ``--workers N > 1`` cannot work with these backends (empty when it can)."""
     problems = []
     for variable, kind in (
-        ("RETRIEVAL_BACKEND", settings.backend),
-        ("RETRIEVAL_TARGET_BACKEND", settings.target_backend),
+        (names.RETRIEVAL_BACKEND, settings.backend),
+        (names.RETRIEVAL_TARGET_BACKEND, settings.target_backend),
     ):
         if kind is None or kind not in _SINGLE_PROCESS:
             continue
@@ -308,7 +310,7 @@ def _serve_workers(options: ServeOptions) -> None:
         )
     auth = authenticator(settings)  # refuse a bad keys file before starting any worker
     if settings.env_file:
-        os.environ["RETRIEVAL_ENV_FILE"] = str(Path(settings.env_file).resolve())
+        os.environ[names.RETRIEVAL_ENV_FILE] = str(Path(settings.env_file).resolve())
     announce(settings, options, auth)
     if settings.backend == "faiss" or settings.target_backend == "faiss":
         log.warning(

@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shadowswap import __version__
-from shadowswap.bulkhead import Bulkhead, BulkheadFull
-from shadowswap.config import Settings, mask_secrets
 from shadowswap.errors import ShadowswapError
-from shadowswap.rollout.live import EnvFileSettings
-from shadowswap.rollout.phases import classify, next_step
+from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
+from shadowswap.rollout.phases import next_step
 from shadowswap.runtime import Runtime
+from shadowswap.settings.config import Settings
+from shadowswap.settings.live import EnvFileSettings
+from shadowswap.settings.masking import mask_secrets
+from shadowswap.settings.phase import classify
 from shadowswap.stores.base import Health, VectorStore
 from shadowswap.sync.reconcile import iso, load_last
 

@@ -7,7 +7,7 @@ the caller's thread and within a deadline, and the two answers are compared.
     observations.py  observation records, the JSON-lines log, reading it back
     offline.py       ``shadowswap compare``: a file of queries against both backends
 
-The router (`shadowswap.router.Router`) decides which reads are shadowed; docs/shadow-read.md
+The router (`shadowswap.read.router.Router`) decides which reads are shadowed; docs/shadow-read.md
 describes the whole.
 """
 

@@ -3,13 +3,13 @@
 The same code serves the live shadow (`shadowswap.shadow.task`) and the offline
 ``shadowswap compare`` (`shadowswap.shadow.offline`), so both report the same numbers.
 
-agreement@5     `shadowswap.ranking.agreement_at_k` at cut-off ``c = min(5, n)``, where ``n``
+agreement@5     `shadowswap.shadow.ranking.agreement_at_k` at cut-off ``c = min(5, n)``, where ``n``
                 is the length of the longer of the two answers (each at most the ``k`` the
                 caller asked for). Identical answers always agree fully, also for a tenant
                 with three documents or a caller asking for ``k=3``; an answer that misses
                 documents or adds some does not. With ``n >= 5`` this is the contract's
                 ``|top-5(primary) ∩ top-5(shadow)| / 5`` exactly. Two empty answers agree (1).
-nDCG@10         `shadowswap.ranking.ndcg_at_k` at 10, exactly as CONTRACT §2: the primary's
+nDCG@10         `shadowswap.shadow.ranking.ndcg_at_k` at 10, exactly as CONTRACT §2: the primary's
                 answer is the ideal ranking, primary rank ``r`` has relevance ``11 - r``.
 score delta     mean ``|score_primary - score_shadow|`` over the documents both returned
                 (scores are similarities in every store); None when they share none.
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowswap.metrics import Comparison
-from shadowswap.ranking import agreement_at_k, ndcg_at_k
+from shadowswap.shadow.ranking import agreement_at_k, ndcg_at_k
 from shadowswap.values import Hit
 
 AGREEMENT_CUTOFF = 5

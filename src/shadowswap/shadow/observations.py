@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from shadowswap.clock import Clock
-from shadowswap.config import Settings
+from shadowswap.settings.config import Settings
 
 log = logging.getLogger("shadowswap.shadow.observations")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from shadowswap.config import KINDS, Settings
 from shadowswap.errors import ConfigError, MissingDependency
+from shadowswap.settings.config import KINDS, Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore, Health, VectorStore
 from shadowswap.stores.memory import MemoryStore

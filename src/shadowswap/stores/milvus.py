@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
     IncompatibleStore,
@@ -70,6 +69,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.tokens import tokens

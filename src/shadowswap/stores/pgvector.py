@@ -50,7 +50,6 @@ from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
     IncompatibleStore,
@@ -58,6 +57,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import BaseStore, check_store_record
 from shadowswap.stores.tokens import tokens

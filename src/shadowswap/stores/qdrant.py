@@ -50,7 +50,6 @@ import httpx
 import numpy as np
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
     MissingDependency,
@@ -58,6 +57,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import check_store_record
 from shadowswap.stores.paging import SortedIdScan

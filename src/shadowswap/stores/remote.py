@@ -9,7 +9,7 @@ independently of any vendor client.
 Locations and credentials
     ``RETRIEVAL_<KIND>_URL`` is ``http(s)://[user:password@]host[:port][/path][?option=...]``.
     Credentials travel in the URL: userinfo for HTTP basic auth, the ``api_key`` query parameter
-    for API keys. ``shadowswap config`` masks both (`shadowswap.config.mask_secrets`); the
+    for API keys. ``shadowswap config`` masks both (`shadowswap.settings.masking.mask_secrets`); the
     `Endpoint` keeps them out of its ``repr`` and out of ``shown``, which is what errors, logs
     and health reports print. Unknown query parameters are refused (a typo must not be
     ignored silently).
@@ -48,7 +48,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import numpy as np
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import (
     ConfigError,
     CorruptStore,
@@ -56,6 +55,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.values import (
     MetaValue,
     Vector,

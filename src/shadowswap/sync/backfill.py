@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.config import mask_secrets
 from shadowswap.errors import InvalidInput
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.stores.base import VectorStore
 from shadowswap.sync.checkpoint import Checkpoint, Checkpoints, MemoryCheckpoints, Pass
 from shadowswap.sync.converge import Converger

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import StateError
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.sync.statefile import exclusive_lock, read_json, write_json_atomic
 
 FORMAT = 1

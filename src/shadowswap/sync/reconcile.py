@@ -3,7 +3,7 @@
 Nobody may take it on faith that the target holds what the primary holds: a final count can
 match while documents differ. Reconcile compares every document of every tenant by content
 hash and sorts each difference into one of three kinds, relative to the tenant's *source of
-truth* (by default the backend serving the tenant's reads, `shadowswap.rollout.decisions.
+truth* (by default the backend serving the tenant's reads, `shadowswap.policy.
 read_role`; or the primary or the target for every tenant):
 
     missing   the source has the document, the other store does not
@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import InvalidInput
-from shadowswap.rollout.decisions import Role
+from shadowswap.policy import Role
 from shadowswap.stores.base import VectorStore
 from shadowswap.sync.converge import Converger
 from shadowswap.sync.diff import KINDS, Kind, compared

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowswap.errors import ConfigError, WriteError
-from shadowswap.rollout import envfile
-from shadowswap.rollout.envfile import edit_text, parse_values, read_env, render_diff, write_env
+from shadowswap.settings import envfile
+from shadowswap.settings.envfile import edit_text, parse_values, read_env, render_diff, write_env
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "env.staging"
 

@@ -22,7 +22,7 @@ What an edit keeps and guarantees
       `WriteError` and is left exactly as it was.
 
 Why not python-dotenv's ``set_key``
-    We read env files with python-dotenv (``shadowswap.config``) and we locate assignments
+    We read env files with python-dotenv (``shadowswap.settings.config``) and we locate assignments
     with its parser (``dotenv.parser.parse_stream``), so the editor sees exactly the
     assignments the reader sees. But its writer, ``set_key`` (checked on python-dotenv 1.2),
     cannot meet our requirements: it rewrites the whole line, so it drops the ``export ``
@@ -51,9 +51,9 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
-from shadowswap.config import mask_secrets
 from shadowswap.errors import ConfigError, WriteError
 from shadowswap.fileio import atomic_write
+from shadowswap.settings.masking import mask_line
 
 _SAFE_BARE = re.compile(r"[A-Za-z0-9_.,:/@+%=-]*")
 _PREFIX = re.compile(
@@ -61,7 +61,6 @@ _PREFIX = re.compile(
 )
 _QUOTED = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*\"""", re.DOTALL)
 _NEWLINE = re.compile(r"\r\n|\n|\r")
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def read_env(path: str | Path) -> EnvSnapshot:
 
 
 def parse_values(text: str) -> dict[str, str]:
-    """What python-dotenv reads from ``text`` (the same reader as `shadowswap.config`)."""
+    """What python-dotenv reads from ``text`` (the same reader as `shadowswap.settings.config`)."""
     values = dotenv_values(stream=io.StringIO(text, newline=""))
     return {k: v for k, v in values.items() if v is not None}
 
@@ -215,22 +214,6 @@ def render_diff(label: str, old: str, new: str) -> str:
             text = line[0] + mask_line(text[1:])
         out.append(text)
     return "".join(out)
-
-
-def mask_line(line: str) -> str:
-    """An env-file line with a secret value hidden (by variable name or URL password)."""
-    match = re.match(r"(\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*)(.*)", line, re.DOTALL)
-    if not match:
-        return line
-    prefix, key, value = match.groups()
-    body = value.rstrip("\r\n")
-    quote = body[:1] if body[:1] in ("'", '"') and body.endswith(body[:1]) else ""
-    inner = body[1:-1] if quote else body
-    if _SECRET_NAME.search(key) and inner.strip():
-        return f"{prefix}{quote}***{quote}\n"
-    if "://" in inner:
-        return f"{prefix}{quote}{mask_secrets(inner)}{quote}\n"
-    return line
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ import pytest
 
 from shadowswap.clock import FakeClock, SystemClock
 from shadowswap.metrics import RecordingSink
-from shadowswap.rollout.envfile import edit_text, read_env, write_env
-from shadowswap.rollout.live import EnvFileSettings
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.envfile import edit_text, read_env, write_env
+from shadowswap.settings.live import EnvFileSettings
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore

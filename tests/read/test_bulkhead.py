@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from shadowswap.bulkhead import Bulkhead, BulkheadFull
+from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
 
 
 def test_results_and_errors_reach_the_caller() -> None:

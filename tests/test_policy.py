@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowswap.config import Settings, load_settings
-from shadowswap.rollout.decisions import (
+from shadowswap.policy import (
     WritePlan,
     cutover_bucket,
     fallback_role,
@@ -20,6 +19,7 @@ from shadowswap.rollout.decisions import (
     shadow_role,
     write_plan,
 )
+from shadowswap.settings.config import Settings, load_settings
 
 # Buckets written down once (version 1 of the hash). If one of these changes, tenants move
 # between backends on upgrade: that is a breaking change, not a test to update.

@@ -16,16 +16,16 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 
 from shadowswap.clock import FakeClock
-from shadowswap.config import Settings
 from shadowswap.errors import InvalidInput
-from shadowswap.faults import FailingStore, HangingStore, SlowStore
 from shadowswap.logs import JsonFormatter
 from shadowswap.metrics import Comparison, RecordingSink
-from shadowswap.router import Router
+from shadowswap.read.router import Router
+from shadowswap.settings.config import Settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
 from shadowswap.shadow.observations import MemoryObservations, observation_log, read_observations
 from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
+from shadowswap.testing.faults import FailingStore, HangingStore, SlowStore
 from tests.router_helpers import TENANTS, Stores, load_stores, make_router, settings
 
 DEADLINE_S = 0.8  # RETRIEVAL_SHADOW_TIMEOUT_MS default

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shadowswap.errors import StoreUnavailable
-from shadowswap.faults import FailingStore, FlappingStore, HangingStore
 from shadowswap.metrics import RecordingSink
+from shadowswap.testing.faults import FailingStore, FlappingStore, HangingStore
 from tests.router_helpers import Stores, load_stores, make_router
 
 DUAL_WRITE = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}

@@ -13,7 +13,7 @@ real engines — embedded Chroma, LanceDB — each faithful or faulty in one way
     lossy index         Chroma's HNSW searched with ef_search 1 (hnswlib then uses ef = k)
     another tenant      a wrapper that merges another tenant's hits into 1 search in 5
     latency +100 ms     a wrapper that sleeps 100 ms per search (on a virtual clock)
-    errors 5 %          a wrapper that fails 1 search in 20 (`shadowswap.faults`)
+    errors 5 %          a wrapper that fails 1 search in 20 (`shadowswap.testing.faults`)
 
 Every query of a pool goes through the real `Router` with shadow on (rate 1) into observation
 records, once per target. A *trial* then draws queries from that pool in a seeded random order
@@ -39,15 +39,14 @@ from typing import Any
 
 import numpy as np
 
-from shadowswap.config import StaticSettings, load_settings
-from shadowswap.faults import FlappingStore, LeakingStore, SlowStore
 from shadowswap.gate.criteria import default_criteria
 from shadowswap.gate.evaluate import evaluate
 from shadowswap.gate.evidence import evidence_from_records
 from shadowswap.gate.model import Criteria, Evidence, Verdict
 from shadowswap.metrics import NullSink
+from shadowswap.read.router import Router
 from shadowswap.rehearsal.data import glove_vectors
-from shadowswap.router import Router
+from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.shadow.executor import ExecutorSizes
 from shadowswap.shadow.observations import MemoryObservations, Observation
 from shadowswap.similarity import Metric
@@ -55,6 +54,7 @@ from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore, collection_name
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.lancedb import LanceDBStore
+from shadowswap.testing.faults import FlappingStore, LeakingStore, SlowStore
 from shadowswap.values import Document
 
 K = 10

@@ -1,4 +1,12 @@
-"""Per-request decisions, as pure functions of the settings and the tenant.
+"""The policy: for one tenant under one set of settings, the whole plan, as one value.
+
+`plan(settings, tenant)` answers every question a request has, once: which backend serves the
+tenant's reads, whether and where its read is shadowed, where a failed read may fall back, which
+backend gets its writes synchronously and which through breaker and outbox. The read router,
+the dual writer and reconcile ask it once per request (or per tenant) and pass the `Plan` down;
+none of them imports the operator's control plane (`shadowswap.rollout`).
+
+May import: `shadowswap.settings` and the foundation only.
 
 Every request asks these functions once, with the settings it read at its start, so a change
 of configuration applies to new requests only. Nothing here keeps state or does I/O.
@@ -39,7 +47,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from shadowswap.config import Settings
+from shadowswap.settings.config import Settings
 
 Role = Literal["primary", "target"]
 _CUTOVER_SALT = b"shadowswap/cutover/v1\0"
@@ -119,3 +127,75 @@ def fallback_role(settings: Settings, tenant: str) -> Role | None:
     """Where a failed read may be served instead: the other backend, if dual write keeps it in
     step for this tenant; otherwise None (the caller gets an unavailable error)."""
     return write_plan(settings, tenant).deferred
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the hot path needs to know about one tenant, decided once per request.
+
+    ``read`` serves the tenant's reads (backend ``read_kind``); ``other`` is the other role
+    (backend ``other_kind``, None without a target). ``shadowed``: the read is eligible for a
+    shadow read on ``other`` (before sampling). ``in_step``: dual write keeps ``other`` in step
+    for this tenant, so it gets the writes through breaker and outbox and may serve a failed
+    read.
+
+    >>> from shadowswap.settings import StaticSettings, load_settings  # doctest: +SKIP
+    >>> plan(settings, "acme").read  # doctest: +SKIP
+    'primary'
+    """
+
+    tenant: str
+    read: Role
+    read_kind: str
+    other_kind: str | None
+    shadowed: bool
+    in_step: bool
+
+    @property
+    def other(self) -> Role:
+        return "target" if self.read == "primary" else "primary"
+
+    @property
+    def shadow(self) -> Role | None:
+        """Where an eligible read is shadowed, or None."""
+        return self.other if self.shadowed else None
+
+    @property
+    def shadow_kind(self) -> str | None:
+        return self.other_kind if self.shadowed else None
+
+    @property
+    def fallback(self) -> Role | None:
+        """Where a failed read may be served instead, or None."""
+        return self.other if self.in_step else None
+
+    @property
+    def fallback_kind(self) -> str | None:
+        return self.other_kind if self.in_step else None
+
+    @property
+    def write(self) -> WritePlan:
+        """Writes: synchronously to ``read``, deferred to ``other`` when in step."""
+        return WritePlan(self.read, self.fallback)
+
+    @property
+    def sync_kind(self) -> str:
+        return self.read_kind
+
+    @property
+    def deferred_kind(self) -> str | None:
+        return self.fallback_kind
+
+
+def plan(settings: Settings, tenant: str) -> Plan:
+    """The whole plan for ``tenant`` under ``settings`` (the module doc's rules), computed once."""
+    serving = read_role(settings, tenant)
+    has_target = settings.target_backend is not None
+    return Plan(
+        tenant=tenant,
+        read=serving,
+        read_kind=kind_of(settings, serving),
+        other_kind=kind_of(settings, other(serving)) if has_target else None,
+        shadowed=settings.shadow_read and has_target and allowed(settings, tenant),
+        in_step=in_step(settings, tenant),
+    )

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.config import VARIABLES, load_settings, mask_secrets
 from shadowswap.errors import ConfigError
+from shadowswap.settings.config import VARIABLES, load_settings
+from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric
 
 # CONTRACT §1, word for word: variable -> default as an env file would write it.

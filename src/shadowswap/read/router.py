@@ -1,0 +1,417 @@
+"""The retrieval router: what an application (or the HTTP service) calls to search.
+
+For each read it takes the settings once (`SettingsSource.current`, so an edited env file
+applies to the next request), then:
+
+1. **Serve.** The backend that serves the tenant's reads (`rollout.decisions.read_role`:
+   the primary, or the target for a cutover tenant) answers, within
+   ``RETRIEVAL_READ_TIMEOUT_MS``. The call runs on that backend's `Bulkhead` so a hung
+   backend costs the caller the deadline, never more, and never more than a bounded number
+   of threads. ``RETRIEVAL_READ_TIMEOUT_MS=0`` runs the call on the caller's thread instead,
+   with no deadline (and no protection against a hung backend).
+2. **Fall back (runbook 003).** When that backend raises a `StoreError`, misses the deadline
+   or has every bulkhead slot taken, the read is served by `rollout.decisions.fallback_role`
+   (the other backend, when dual write keeps it in step for this tenant): the router logs
+   "falling back" with tenant and trace id and counts ``retrieval_fallback_total{from,to}``.
+   Without a fallback, or when the fallback fails too, the caller gets `StoreUnavailable`
+   saying what failed. Each attempt has its own deadline, so a read ends within twice
+   ``RETRIEVAL_READ_TIMEOUT_MS`` at worst. Bad input (`InvalidInput`) is the caller's
+   fault: it is raised as is, with no fallback.
+3. **Shadow.** If the read is eligible (`rollout.decisions.shadow_role`: flag on, a target,
+   tenant allowed) and sampled (``FF_RETRIEVAL_SHADOW_SAMPLE_RATE``, drawn from the injected
+   `random.Random`), the same query is handed to the `ShadowExecutor` for the other backend
+   *after* the answer is ready; the caller does not wait for it. Fallback reads are not
+   shadowed (there is no primary answer to compare with).
+
+The caller always gets the serving backend's answer unchanged, in a `RoutedResult`.
+
+>>> import random
+>>> from shadowswap.clock import SystemClock
+>>> from shadowswap.settings.config import StaticSettings, load_settings
+>>> from shadowswap.metrics import NullSink
+>>> from shadowswap.stores.memory import MemoryStore
+>>> from shadowswap.values import Document
+>>> store = MemoryStore()
+>>> _ = store.upsert("acme", [Document("acme", "a", [1.0, 0.0])])
+>>> router = Router(primary=store, target=None,
+...                 settings=StaticSettings(load_settings(environ={"RETRIEVAL_BACKEND": "memory"})),
+...                 sink=NullSink(), clock=SystemClock(), rng=random.Random(0))
+>>> router.search("acme", [1.0, 0.0], k=1).hits[0].doc_id
+'a'
+>>> router.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shadowswap.clock import Clock
+from shadowswap.errors import InvalidInput, StoreError, StoreUnavailable
+from shadowswap.metrics import MetricsSink
+from shadowswap.policy import Role, fallback_role, kind_of, read_role, shadow_role
+from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
+from shadowswap.settings.config import Settings, SettingsSource
+from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecutor
+from shadowswap.shadow.observations import ObservationSink
+from shadowswap.shadow.read import LogLimiter, ShadowRead
+from shadowswap.stores.base import VectorStore, check_k
+from shadowswap.values import (
+    Filter,
+    Hit,
+    MetaValue,
+    SearchResult,
+    Vector,
+    VectorLike,
+    check_metadata,
+    check_tenant,
+    to_vector,
+)
+
+log = logging.getLogger("shadowswap.router")
+
+#: Reads in flight per backend before new ones fail fast (see `shadowswap.read.bulkhead`).
+DEFAULT_READ_CONCURRENCY = 64
+_MAX_TRACE_ID = 128
+
+
+@dataclass(frozen=True)
+class RoutedResult:
+    """The answer a caller gets: the serving backend's hits, unchanged, and where they came
+    from. ``role`` is the configured role of that backend; ``fallback`` is True when the
+    backend that should have served failed and the other one answered."""
+
+    hits: tuple[Hit, ...]
+    backend: str
+    role: Role
+    trace_id: str
+    latency_s: float
+    fallback: bool = False
+
+    @property
+    def doc_ids(self) -> list[str]:
+        return [h.doc_id for h in self.hits]
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    """What `Router.stats` reports."""
+
+    reads_in_flight: dict[str, int]
+    shadow: ExecutorStats
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One validated read, as both backends will see it."""
+
+    tenant: str
+    trace_id: str
+    query: Vector
+    k: int
+    filter: Mapping[str, MetaValue] | None
+    started: float
+
+
+class _Failed(Exception):
+    """A backend did not answer a read; ``reason`` is for the log and the caller's error."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"{kind}: {reason}")
+
+
+@dataclass(frozen=True)
+class _Backend:
+    store: VectorStore
+    bulkhead: Bulkhead
+
+    @property
+    def kind(self) -> str:
+        return self.store.kind
+
+
+def new_trace_id() -> str:
+    """A fresh W3C trace id: 32 lowercase hex digits."""
+    return os.urandom(16).hex()
+
+
+class Router:
+    """Serves reads, falls back, shadows (see the module docstring).
+
+    ``shadow`` is a `ShadowExecutor` to use (shared; the caller closes it), or the
+    `ExecutorSizes` of one the router creates and closes (default sizes when None).
+    ``observations`` receives one record per shadow read that reached an outcome.
+    """
+
+    def __init__(
+        self,
+        *,
+        primary: VectorStore,
+        target: VectorStore | None,
+        settings: SettingsSource,
+        sink: MetricsSink,
+        clock: Clock,
+        rng: random.Random,
+        shadow: ShadowExecutor | ExecutorSizes | None = None,
+        observations: ObservationSink | None = None,
+        read_concurrency: int = DEFAULT_READ_CONCURRENCY,
+    ) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._clock = clock
+        self._rng = rng
+        self._observations = observations
+        self._primary = _Backend(primary, Bulkhead(f"{primary.kind}-primary", read_concurrency))
+        self._target = (
+            None
+            if target is None
+            else _Backend(target, Bulkhead(f"{target.kind}-target", read_concurrency))
+        )
+        if isinstance(shadow, ShadowExecutor):
+            self._executor, self._owns_executor = shadow, False
+        else:
+            self._executor = ShadowExecutor(sink=sink, clock=clock, sizes=shadow, name="shadow")
+            self._owns_executor = True
+        self._limiter = LogLimiter(clock)
+        self._warned: set[tuple[str, str]] = set()
+        self._warn_lock = threading.Lock()
+
+    @property
+    def executor(self) -> ShadowExecutor:
+        return self._executor
+
+    def stats(self) -> RouterStats:
+        """Reads in flight per backend (hung ones included) and the shadow's counters, for
+        a status page."""
+        in_flight = {self._primary.kind: self._primary.bulkhead.in_flight}
+        if self._target is not None:
+            in_flight[self._target.kind] = self._target.bulkhead.in_flight
+        return RouterStats(reads_in_flight=in_flight, shadow=self._executor.stats())
+
+    # -- the read ---------------------------------------------------------------------------
+    def search(
+        self,
+        tenant: str,
+        vector: VectorLike,
+        k: int,
+        filter: Filter | None = None,
+        trace_id: str | None = None,
+    ) -> RoutedResult:
+        """Answer from the backend serving ``tenant``; see the module docstring.
+
+        Raises `InvalidInput` for bad input and `StoreUnavailable` when no backend could
+        answer. Never raises because of the shadow.
+        """
+        started = self._clock.monotonic()
+        settings = self._settings.current()
+        check_tenant(tenant)
+        request = _Request(
+            tenant=tenant,
+            trace_id=_check_trace_id(trace_id) if trace_id is not None else new_trace_id(),
+            query=to_vector(vector),  # a private, read-only copy: the shadow uses it later
+            k=check_k(k),
+            filter=check_metadata(filter, "filter") if filter else None,
+            started=started,
+        )
+        role = read_role(settings, tenant)
+        try:
+            kind, answer, took = self._read(settings, role, request)
+        except _Failed as failure:
+            return self._fall_back(settings, failure, request)
+        try:
+            self._maybe_shadow(settings, request, kind, answer, took)
+        except Exception:  # the caller's answer is ready; nothing may take it away
+            log.exception(
+                "shadow not started", extra={"tenant": tenant, "trace_id": request.trace_id}
+            )
+        return RoutedResult(
+            answer.hits, kind, role, request.trace_id, self._clock.monotonic() - started
+        )
+
+    def close(self) -> None:
+        """Stop the router's threads. The stores are the caller's to close."""
+        if self._owns_executor:
+            self._executor.close()
+        self._primary.bulkhead.close()
+        if self._target is not None:
+            self._target.bulkhead.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- serving and falling back -----------------------------------------------------------
+    def _read(
+        self, settings: Settings, role: Role, request: _Request
+    ) -> tuple[str, SearchResult, float]:
+        """One attempt: the answer of the backend playing ``role``, or `_Failed`."""
+        backend = self._backend(settings, role)
+        kind = backend.kind
+        store, clock, r = backend.store, self._clock, request
+
+        def timed() -> tuple[SearchResult, float]:
+            t0 = clock.monotonic()
+            result = store.search(r.tenant, r.query, r.k, r.filter)
+            return result, clock.monotonic() - t0
+
+        timeout_s = settings.read_timeout_ms / 1000.0
+        t0 = clock.monotonic()
+        try:
+            if timeout_s > 0:
+                answer, took = backend.bulkhead.call(timed, timeout_s)
+            else:
+                answer, took = timed()
+        except StoreError as exc:
+            self._sink.read(kind, "primary", "error", clock.monotonic() - t0)
+            raise _Failed(kind, f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            self._sink.read(kind, "primary", "timeout", clock.monotonic() - t0)
+            raise _Failed(
+                kind, f"no answer within RETRIEVAL_READ_TIMEOUT_MS={settings.read_timeout_ms}"
+            ) from exc
+        except BulkheadFull as exc:
+            self._sink.read(kind, "primary", "timeout", clock.monotonic() - t0)
+            raise _Failed(kind, f"{exc} (earlier reads have not returned)") from exc
+        self._sink.read(kind, "primary", "ok", took)
+        return kind, answer, took
+
+    def _fall_back(self, settings: Settings, failure: _Failed, request: _Request) -> RoutedResult:
+        ids = {"tenant": request.tenant, "trace_id": request.trace_id}
+        to_role = fallback_role(settings, request.tenant)
+        if to_role is None:
+            log.error(
+                "read failed and no fallback is in step",
+                extra={**ids, "backend": failure.kind, "reason": failure.reason},
+            )
+            raise StoreUnavailable(
+                failure.kind,
+                "search",
+                f"{failure.reason}; no fallback: the other backend is kept in step for this "
+                "tenant only with FF_RETRIEVAL_DUAL_WRITE=ON and the tenant in "
+                "RETRIEVAL_TENANT_ALLOWLIST (or served by the target)",
+                request.tenant,
+            )
+        to_kind = self._label(settings, to_role)
+        log.warning(
+            "falling back",
+            extra={**ids, "from": failure.kind, "to": to_kind, "reason": failure.reason},
+        )
+        self._sink.fallback(failure.kind, to_kind)
+        try:
+            kind, answer, _took = self._read(settings, to_role, request)
+        except _Failed as second:
+            log.error(
+                "fallback read failed too",
+                extra={**ids, "backend": second.kind, "reason": second.reason},
+            )
+            raise StoreUnavailable(
+                failure.kind,
+                "search",
+                f"{failure.reason}; the fallback to {second.kind} failed too: {second.reason}",
+                request.tenant,
+            ) from None
+        latency = self._clock.monotonic() - request.started
+        return RoutedResult(answer.hits, kind, to_role, request.trace_id, latency, fallback=True)
+
+    # -- shadowing --------------------------------------------------------------------------
+    def _maybe_shadow(
+        self, settings: Settings, request: _Request, kind: str, answer: SearchResult, took: float
+    ) -> None:
+        shadow = shadow_role(settings, request.tenant)
+        if shadow is None:
+            return
+        rate = settings.shadow_sample_rate
+        if rate <= 0.0 or (rate < 1.0 and self._rng.random() >= rate):
+            return
+        try:
+            backend = self._backend(settings, shadow)
+        except _Failed as missing:
+            self._sink.shadow_error(missing.kind)
+            self._limiter.warning(
+                "shadow read not possible",
+                {"tenant": request.tenant, "trace_id": request.trace_id, "reason": missing.reason},
+            )
+            return
+        task = ShadowRead(
+            tenant=request.tenant,
+            trace_id=request.trace_id,
+            query=request.query,
+            k=request.k,
+            filter=request.filter,
+            store=backend.store,
+            shadow_backend=backend.kind,
+            primary_backend=kind,
+            primary=answer,
+            primary_latency_s=took,
+            sample=settings.shadow_sample_rate_text,
+            sink=self._sink,
+            observations=self._observations,
+            clock=self._clock,
+            limiter=self._limiter,
+        )
+        self._executor.submit(task, settings.shadow_timeout_ms / 1000.0)
+
+    # -- which store plays a role -----------------------------------------------------------
+    def _backend(self, settings: Settings, role: Role) -> _Backend:
+        """The store playing ``role`` under these settings.
+
+        Normally the one given for that role. When the settings swap the two kinds
+        (runbook 001: the new backend becomes primary, the old one stays as target) the
+        stores follow their kinds. A role with no store fails like a backend that is down.
+        """
+        wanted = self._label(settings, role)
+        given, other = (
+            (self._primary, self._target) if role == "primary" else (self._target, self._primary)
+        )
+        if given is not None and given.kind == wanted:
+            return given
+        if other is not None and other.kind == wanted:
+            return other
+        if given is None:
+            raise _Failed(
+                wanted,
+                f"this router has no {role} store open (the settings name {wanted!r}); "
+                "restart it with the backend configured",
+            )
+        self._warn_once(
+            (role, wanted),
+            "the settings name another backend than the store this router holds",
+            {"role": role, "settings": wanted, "store": given.kind},
+        )
+        return given
+
+    def _label(self, settings: Settings, role: Role) -> str:
+        if role == "target" and settings.target_backend is None:
+            return self._target.kind if self._target is not None else "none"
+        return kind_of(settings, role)
+
+    def _warn_once(self, key: tuple[str, str], msg: str, extra: dict[str, object]) -> None:
+        with self._warn_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        log.warning(msg, extra=extra)
+
+
+def _check_trace_id(trace_id: object) -> str:
+    if (
+        not isinstance(trace_id, str)
+        or not 1 <= len(trace_id) <= _MAX_TRACE_ID
+        or not trace_id.isprintable()
+        or any(c.isspace() for c in trace_id)
+    ):
+        raise InvalidInput(
+            "trace_id", f"expected 1 to {_MAX_TRACE_ID} printable characters without spaces"
+        )
+    return trace_id
+
+
+__all__ = ["DEFAULT_READ_CONCURRENCY", "RoutedResult", "Router", "RouterStats", "new_trace_id"]
