@@ -13,6 +13,9 @@ docs/gate.md describes the whole; ``shadowswap gate`` is the command.
 >>> from shadowswap.gate import Evidence, default_criteria, evaluate
 >>> evaluate(Evidence(), default_criteria()).verdict.value
 'HOLD'
+
+May import: `shadowswap.sync` (the last reconcile), `shadowswap.shadow` (observations),
+settings and the foundation. Imported by the CLI, the service and the rehearsal.
 """
 
 from shadowswap.gate.criteria import default_criteria, load_criteria, parse_criteria

@@ -16,6 +16,10 @@ the way back, final reconcile, and the check of every acknowledged write in both
     traffic.py     reads through the router;  timeline.py  events over time, for the plots
     display.py     progress on stderr;  result.py  the record;  report/  JSON and HTML
     runner.py      opens everything, walks the ladder, writes the reports
+
+May import every layer below the CLI (runtime, rollout, gate, sync, dualwrite, read, shadow,
+`shadowswap.testing` for its fault-injecting target, stores, settings, foundation); nothing
+but the CLI imports it.
 """
 
 from shadowswap.rehearsal.options import RehearsalOptions

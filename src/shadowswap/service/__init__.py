@@ -9,4 +9,8 @@ log), `errors` (one JSON error shape), `tracing` (traceparent, log context), `st
 
 The package imports nothing eagerly, so the CLI loads FastAPI only for ``serve``; build an
 app with ``shadowswap.service.app.create_app``.
+
+May import the runtime, the control plane (`shadowswap.rollout`: the phase on the status
+page), `shadowswap.sync` (the last reconcile), stores, settings and the foundation; only the
+CLI imports it.
 """

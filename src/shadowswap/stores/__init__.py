@@ -2,6 +2,9 @@
 
 Each adapter lives in its own module and is imported only when its kind is opened, so a
 vendor SDK is needed only when that backend is used (installed with its extra).
+
+May import settings (locations, `mask_secrets`) and the foundation; imported by every layer
+that talks to a store. Nothing here knows about routing, dual write or phases.
 """
 
 from __future__ import annotations

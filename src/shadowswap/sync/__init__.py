@@ -12,6 +12,9 @@
 
 The library functions are what the CLI calls (``shadowswap backfill``, ``shadowswap
 reconcile``) and what other parts use directly (the rollback calls `purge_delta`).
+
+May import `shadowswap.policy` (which store serves a tenant), stores, settings and the
+foundation; never the control plane (`shadowswap.rollout`), the read path or dual write.
 """
 
 from shadowswap.sync.backfill import Backfill, BackfillReport, backfill

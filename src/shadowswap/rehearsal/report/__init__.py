@@ -1,5 +1,8 @@
 """The rehearsal's reports: ``rehearsal.json`` (CONTRACT §6 keys, then details) and a
-self-contained ``rehearsal.html`` with plots (``html.py``, charts drawn by ``svg.py``)."""
+self-contained ``rehearsal.html`` with plots (``html.py``, charts drawn by ``svg.py``).
+
+May import the rest of `shadowswap.rehearsal` and the foundation.
+"""
 
 from __future__ import annotations
 
