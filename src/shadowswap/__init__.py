@@ -1,5 +1,11 @@
 """shadowswap: move a retrieval backend to another vector store in production, with proof.
 
+The package re-exports the values and errors every layer shares (`Document`, `SearchResult`,
+the error tree) and the rank measures. Wiring is `shadowswap.runtime.build_runtime`; settings
+are `shadowswap.settings`. docs/architecture.md draws the layers (top first: cli; service,
+rehearsal; runtime, rollout, gate; read, dualwrite, sync; shadow, testing; stores; policy;
+settings; foundation), which `make lint` checks.
+
 >>> from shadowswap import agreement_at_k
 >>> agreement_at_k(["a", "b"], ["b", "c"], 2)
 0.5
