@@ -87,7 +87,7 @@ def test_every_log_line_of_a_request_carries_its_trace_id_and_tenant(
     assert r.status_code == 503
     lines = [rec for rec in caplog.records if rec.name.startswith("shadowswap")]
     names = {rec.name for rec in lines}
-    assert {"shadowswap.read.router", "shadowswap.service", "shadowswap.service.access"} <= names
+    assert {"shadowswap.router", "shadowswap.service", "shadowswap.service.access"} <= names
     for rec in lines:
         assert getattr(rec, "trace_id", None) == TRACE, (rec.name, rec.getMessage())
     access = [rec for rec in lines if rec.name == "shadowswap.service.access"]
