@@ -26,7 +26,8 @@ What the applier cannot apply stays in the outbox for ``replay-outbox`` (the sam
 `Replayer.run`).
 
 May import: the stores (`shadowswap.stores`), the policy, the settings and the foundation
-(errors, values, clock, metrics, logs). Never the read path, sync, rollout or anything above.
+(errors, values, clock, metrics, logs). Never the read path, sync, the operator's control plane
+or anything above them.
 """
 
 from shadowswap.dualwrite.breaker import (
