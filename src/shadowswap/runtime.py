@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry
 from shadowswap import __version__
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.dualwrite.breaker import Breaker
-from shadowswap.dualwrite.outbox import Outbox, open_outbox
+from shadowswap.dualwrite.outbox import Outbox
+from shadowswap.dualwrite.outbox_url import open_outbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ShadowswapError
 from shadowswap.metrics import MetricsSink, PrometheusSink

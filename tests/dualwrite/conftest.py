@@ -1,4 +1,8 @@
-"""Fixtures for the dual-write tests: every outbox implementation, documents, settings."""
+"""Fixtures for the dual-write tests: every outbox implementation, documents, settings.
+
+There is no in-memory outbox: SQLite in the test's temporary directory is as quick and is the
+outbox production runs (`sqlite_outbox`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Outbox
 from shadowswap.dualwrite.postgres_outbox import PostgresOutbox
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
@@ -19,12 +22,10 @@ from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.values import Document
 from tests.servers import fresh_database
 
-KINDS = ("memory", "sqlite", "postgres")
+KINDS = ("sqlite", "postgres")
 
 
 def make_outbox(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Outbox:
-    if kind == "memory":
-        return MemoryOutbox()
     if kind == "sqlite":
         return SqliteOutbox(tmp_path / "outbox.sqlite3")
     dsn = request.getfixturevalue("postgres_dsn")
@@ -63,6 +64,14 @@ def static(**env: str) -> StaticSettings:
 
 
 _BUILT: list[DualWriter] = []
+_OUTBOXES: list[Outbox] = []
+
+
+def sqlite_outbox(tmp_path: Path, name: str = "writer-outbox.sqlite3") -> SqliteOutbox:
+    """A SQLite outbox in the test's directory, closed when the test ends (after its writers)."""
+    box = SqliteOutbox(tmp_path / name)
+    _OUTBOXES.append(box)
+    return box
 
 
 def closed_after_test(writer: DualWriter) -> DualWriter:
@@ -82,3 +91,7 @@ def _close_built_writers() -> Iterator[None]:
         closer = threading.Thread(target=writer.close, kwargs={"timeout_s": 2.0}, daemon=True)
         closer.start()
         closer.join(5.0)
+    boxes = list(_OUTBOXES)
+    _OUTBOXES.clear()
+    for box in boxes:
+        box.close()

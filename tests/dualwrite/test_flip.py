@@ -17,7 +17,6 @@ from pathlib import Path
 
 from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker
-from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.metrics import RecordingSink
 from shadowswap.settings.config import Settings
@@ -26,7 +25,7 @@ from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, HangingStore
-from tests.dualwrite.conftest import closed_after_test, doc, settings
+from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox
 
 
 class Switch:
@@ -51,9 +50,11 @@ def held(store: VectorStore) -> HoldFirst:
     return HoldFirst(store, ops=["upsert"])
 
 
-def writer_for(primary: VectorStore, target: VectorStore, source: Switch) -> DualWriter:
+def writer_for(
+    primary: VectorStore, target: VectorStore, source: Switch, tmp_path: Path
+) -> DualWriter:
     clock, sink = FakeClock(), RecordingSink()
-    box = MemoryOutbox()
+    box = sqlite_outbox(tmp_path)
     return closed_after_test(
         DualWriter(primary, target, source, box, Breaker(clock, sink), sink, clock)
     )
@@ -93,7 +94,7 @@ def test_a_delete_after_a_cutover_step_is_not_undone_by_an_older_upsert(tmp_path
     primary = MemoryStore()
     target = held(FaissStore(tmp_path / "target", Metric.COSINE))
     source = Switch(settings())  # acme writes the primary, the target deferred
-    writer = writer_for(primary, target, source)
+    writer = writer_for(primary, target, source, tmp_path)
     writer.upsert("acme", [doc("acme", "hot", 1)])  # its deferred copy is held in the target
     # the next step cuts acme over: its writes now go to the target first
     waited = write_across_the_flip(
@@ -112,7 +113,7 @@ def test_an_update_after_a_rollback_is_not_overwritten_by_an_older_change(
     target = FaissStore(tmp_path / "target", Metric.COSINE)
     # cut over: acme writes the target first, the primary deferred (held)
     source = Switch(settings(RETRIEVAL_CUTOVER_TENANTS="acme"))
-    writer = writer_for(primary, target, source)
+    writer = writer_for(primary, target, source, tmp_path)
     writer.upsert("acme", [doc("acme", "hot", 1)])
     # runbook 002: back to the primary alone, dual write off
     waited = write_across_the_flip(
@@ -128,7 +129,7 @@ def test_without_a_flip_writes_never_wait_for_the_applier(tmp_path: Path) -> Non
     primary = MemoryStore()
     target = held(FaissStore(tmp_path / "target", Metric.COSINE))
     source = Switch(settings())
-    writer = writer_for(primary, target, source)
+    writer = writer_for(primary, target, source, tmp_path)
     writer.upsert("acme", [doc("acme", "hot", 1)])
     waited = write_across_the_flip(writer, target, source, settings(), "delete")
     assert not waited  # same plan: the caller never waits for the target
@@ -142,7 +143,7 @@ def test_after_a_swap_the_new_primary_is_written_synchronously(tmp_path: Path) -
     legacy = FailingStore(MemoryStore(), ops=["upsert", "delete"])  # down for writes
     new = FaissStore(tmp_path / "target", Metric.COSINE)
     swapped = settings(RETRIEVAL_BACKEND="faiss", RETRIEVAL_TARGET_BACKEND="memory")
-    writer = writer_for(legacy, new, Switch(swapped))
+    writer = writer_for(legacy, new, Switch(swapped), tmp_path)
     result = writer.upsert("acme", [doc("acme", "a", 1)])
     assert (result.sync, result.deferred) == ("faiss", "memory")
     assert hash_of(new, "a") == doc("acme", "a", 1).content_hash

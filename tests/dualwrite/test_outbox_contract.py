@@ -1,4 +1,4 @@
-"""One contract for every outbox: memory, SQLite, and PostgreSQL (a real server)."""
+"""One contract for every outbox: SQLite, and PostgreSQL (a real server)."""
 
 from __future__ import annotations
 
@@ -174,11 +174,7 @@ def test_two_claimers_at_once_never_share_an_item(
 ) -> None:
     first = make_outbox(kind, tmp_path, request)
     # a second handle on the same storage, as a second process would have
-    second = (
-        first
-        if kind == "memory"
-        else type(first)(first._dsn if kind == "postgres" else tmp_path / "outbox.sqlite3")
-    )  # type: ignore[attr-defined]
+    second = type(first)(first._dsn if kind == "postgres" else tmp_path / "outbox.sqlite3")  # type: ignore[attr-defined]
     try:
         for start in range(0, 300, 50):
             append(first, *[up("t", f"d{i % 120}", i) for i in range(start, start + 50)])
@@ -207,8 +203,7 @@ def test_two_claimers_at_once_never_share_an_item(
         assert len(claimed["A"]) + len(claimed["B"]) == 300
     finally:
         first.close()
-        if second is not first:
-            second.close()
+        second.close()
 
 
 def test_items_appended_leased_are_left_alone_until_the_lease_expires(outbox: Outbox) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from shadowswap.dualwrite.outbox import Change, open_outbox
+from shadowswap.dualwrite.outbox import Change
+from shadowswap.dualwrite.outbox_url import open_outbox
 from shadowswap.dualwrite.postgres_outbox import PostgresOutbox
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.errors import ConfigError, CorruptStore, IncompatibleStore, StoreUnavailable

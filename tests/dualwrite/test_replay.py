@@ -16,7 +16,6 @@ import pytest
 
 from shadowswap.clock import FakeClock, SystemClock
 from shadowswap.dualwrite.breaker import Breaker
-from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
@@ -30,7 +29,7 @@ from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, FlappingStore, SlowStore
 from shadowswap.values import Document, WriteReport
-from tests.dualwrite.conftest import closed_after_test, doc, settings, static
+from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox, static
 
 
 @dataclass
@@ -72,7 +71,7 @@ def world(tmp_path: Path, outbox: Outbox | None = None, **env: str) -> World:
     clock = FakeClock()
     primary, target = MemoryStore(), FaissStore(tmp_path / "faiss", Metric.COSINE)
     down = FlappingStore(target, ops=["upsert", "delete"])
-    box = outbox or MemoryOutbox()
+    box = outbox or sqlite_outbox(tmp_path)
     sink = RecordingSink()
     writer = closed_after_test(
         DualWriter(primary, down, static(**env), box, Breaker(clock, sink), sink, clock)

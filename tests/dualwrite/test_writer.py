@@ -15,7 +15,6 @@ import pytest
 
 from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker, State
-from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.outbox import Change, Outbox
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
@@ -29,7 +28,7 @@ from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FaultyStore, FlappingStore, HangingStore
 from shadowswap.values import Document
-from tests.dualwrite.conftest import closed_after_test, doc, settings, static
+from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox, static
 
 
 @dataclass
@@ -57,7 +56,7 @@ def rig(
     faiss = FaissStore(tmp_path / "target", Metric.COSINE)
     target: VectorStore = wrap(faiss, ops=["upsert", "delete"]) if wrap is not None else faiss
     primary = primary or MemoryStore()
-    box = outbox or MemoryOutbox()
+    box = outbox or sqlite_outbox(tmp_path)
     writer = closed_after_test(
         DualWriter(primary, target, static(**env), box, Breaker(clock, sink), sink, clock)
     )

@@ -18,7 +18,7 @@ import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
-from shadowswap.dualwrite.outbox import open_outbox
+from shadowswap.dualwrite.outbox_url import open_outbox
 from shadowswap.dualwrite.replay import DryRun, OpenStores, Replayer, ReplayReport
 from shadowswap.metrics import NullSink
 from shadowswap.settings.config import load_settings

@@ -1,16 +1,18 @@
 """The outbox boundary: changes that the deferred backend has not received yet, kept durably
-until a replay applies them.
+until a replay applies them. This module holds the values and the `Outbox` Protocol only; it
+imports no implementation, so the implementations import it without a cycle, and
+`shadowswap.dualwrite.outbox_url.open_outbox` picks one from ``RETRIEVAL_DUAL_WRITE_OUTBOX_URL``.
 
 Why an outbox at all: the deferred backend will be slow, down or restarted, and none of that
 may fail the caller's write or lose the change (runbook 000). A change that could not be
 written inline is *appended* here; ``shadowswap replay-outbox`` (cron) *claims* items, applies
-them and *acks* them. Three implementations share the semantics below and one contract suite
+them and *acks* them. Two implementations share the semantics below and one contract suite
 (``tests/dualwrite/test_outbox_contract.py``):
 
-* `shadowswap.dualwrite.sqlite_outbox.SqliteOutbox` — the default, a SQLite file in WAL mode;
+* `shadowswap.dualwrite.sqlite_outbox.SqliteOutbox` — the default, a SQLite file in WAL mode
+  (also what tests and demos use, in a temporary directory);
 * `shadowswap.dualwrite.postgres_outbox.PostgresOutbox` — when ``RETRIEVAL_DUAL_WRITE_OUTBOX_URL``
-  is a ``postgresql://`` DSN, so that several replicas share one outbox;
-* `shadowswap.dualwrite.memory_outbox.MemoryOutbox` — for tests and demos (not durable).
+  is a ``postgresql://`` DSN, so that several replicas share one outbox.
 
 Content
     An item says *which* document changed (tenant, doc id), how (upsert or delete), for which
@@ -45,14 +47,10 @@ Semantics
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
-from urllib.parse import parse_qsl
 
-from shadowswap.errors import ConfigError, MissingDependency
 from shadowswap.values import Document
 
 Op = Literal["upsert", "delete"]
@@ -240,48 +238,3 @@ class Outbox(Protocol):
         """Forget dropped records (tenant, doc_id, destination) once reconcile repaired them."""
 
     def close(self) -> None: ...
-
-
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
-def existing_outbox(url: str) -> Outbox | None:
-    """`open_outbox` for a command that only looks: None when a SQLite outbox's file does not
-    exist yet (nothing was ever queued; none is created). A PostgreSQL outbox is opened."""
-    text = url.strip()
-    if not is_postgres_url(text) and text and not Path(text.partition("?")[0]).exists():
-        return None
-    return open_outbox(text)
-
-
-def open_outbox(url: str) -> Outbox:
-    """The outbox at ``RETRIEVAL_DUAL_WRITE_OUTBOX_URL``: a SQLite file (a plain path) or a
-    PostgreSQL database (a ``postgresql://`` DSN)."""
-    text = url.strip()
-    if is_postgres_url(text):
-        try:  # psycopg comes with the postgres extra: imported only when it is used
-            module = importlib.import_module("shadowswap.dualwrite.postgres_outbox")
-        except ImportError as exc:
-            raise MissingDependency("outbox", "postgres", "psycopg") from exc
-        outbox: Outbox = module.PostgresOutbox(text)
-        return outbox
-    if "://" in text or not text:
-        raise ConfigError(
-            "RETRIEVAL_DUAL_WRITE_OUTBOX_URL",
-            text,
-            "expected a file path (SQLite outbox) or a postgresql:// DSN",
-        )
-    path, _, query = text.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True))
-    level = options.pop("synchronous", "normal").upper()
-    if options or level not in ("NORMAL", "FULL"):
-        raise ConfigError(
-            "RETRIEVAL_DUAL_WRITE_OUTBOX_URL",
-            text,
-            "the only option of a SQLite outbox is ?synchronous=normal (the default: survives "
-            "any process crash) or ?synchronous=full (an fsync per commit: survives a power cut)",
-        )
-    module = importlib.import_module("shadowswap.dualwrite.sqlite_outbox")
-    sqlite: Outbox = module.SqliteOutbox(path, synchronous=level)
-    return sqlite

@@ -20,7 +20,7 @@ The tables live in the schema ``shadowswap`` of the DSN's database (created when
 
 with the columns of the SQLite outbox (``seq`` is a ``bigint`` identity). psycopg 3 comes
 with the ``postgres`` extra; this module is imported only when a DSN is configured
-(`shadowswap.dualwrite.outbox.open_outbox`).
+(`shadowswap.dualwrite.outbox_url.open_outbox`).
 """
 
 from __future__ import annotations

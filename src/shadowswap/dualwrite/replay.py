@@ -58,7 +58,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.metrics import MetricsSink
-from shadowswap.settings.config import Settings
+from shadowswap.settings.config import Settings, SettingsSource, StaticSettings
 from shadowswap.stores import open_store
 from shadowswap.stores.base import VectorStore
 from shadowswap.values import Document
@@ -169,14 +169,16 @@ class Replayer:
     """Drains the outbox into the backends; see the module docstring.
 
     ``stores`` opens a backend by kind (the destination and its source, the other configured
-    kind); ``settings`` gives the configured kinds and the TTL.
+    kind); ``settings`` gives the configured kinds and the TTL: fixed `Settings` for one run
+    (the CLI), or a `SettingsSource` read at the start of each run or `apply` (the dual
+    writer's long-lived applier, whose settings may change while it runs).
     """
 
     def __init__(
         self,
         outbox: Outbox,
         stores: StoreOpener,
-        settings: Settings,
+        settings: Settings | SettingsSource,
         sink: MetricsSink,
         clock: Clock,
         *,
@@ -188,7 +190,9 @@ class Replayer:
     ) -> None:
         self._outbox = outbox
         self._stores = stores
-        self._settings = settings
+        self._settings: SettingsSource = (
+            StaticSettings(settings) if isinstance(settings, Settings) else settings
+        )
         self._sink = sink
         self._clock = clock
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -214,7 +218,8 @@ class Replayer:
         progress: Callable[[ReplayReport], None] | None = None,
     ) -> ReplayReport:
         started = time.perf_counter()
-        expired = self._outbox.expire(now=self._clock.now(), ttl_s=self._settings.outbox_ttl_s)
+        settings = self._settings.current()
+        expired = self._outbox.expire(now=self._clock.now(), ttl_s=settings.outbox_ttl_s)
         if expired:
             log.warning(
                 "outbox items older than RETRIEVAL_DUAL_WRITE_OUTBOX_TTL_S dropped and recorded "
@@ -238,7 +243,7 @@ class Replayer:
             cursor = claim.cursor
             if not claim.items:
                 break
-            self._process(claim.items, tally)
+            self._process(claim.items, tally, settings)
             budget -= len(claim.items)
             if progress is not None:
                 progress(self._report_of(tally, len(expired), None, started))
@@ -255,7 +260,7 @@ class Replayer:
         claiming: the dual writer's background applier hands its own fresh items here."""
         started = time.perf_counter()
         tally = _Tally()
-        self._process(items, tally)
+        self._process(items, tally, self._settings.current())
         return self._report_of(tally, 0, None, started)
 
     def _report_of(
@@ -278,7 +283,7 @@ class Replayer:
         self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
 
     # -- one claim ------------------------------------------------------------------------
-    def _process(self, items: Sequence[Item], tally: _Tally) -> None:
+    def _process(self, items: Sequence[Item], tally: _Tally, settings: Settings) -> None:
         by_key: dict[tuple[str, str], list[Item]] = {}
         for item in items:
             by_key.setdefault(item.key, []).append(item)
@@ -293,7 +298,7 @@ class Replayer:
                     for item in newest_items:
                         verdicts[item.key] = ("in_flight", "")
                     continue
-                verdicts.update(self._group(tenant, destination, newest_items, tally))
+                verdicts.update(self._group(tenant, destination, newest_items, tally, settings))
         finally:
             self._settle(by_key, verdicts, tally)
 
@@ -344,10 +349,10 @@ class Replayer:
                 )
 
     def _group(
-        self, tenant: str, destination: str, items: list[Item], tally: _Tally
+        self, tenant: str, destination: str, items: list[Item], tally: _Tally, settings: Settings
     ) -> dict[tuple[str, str], tuple[Verdict, str]]:
         try:
-            source_kind = self._source_kind(destination)
+            source_kind = _source_kind(destination, settings)
             dest = self._stores(destination)
             source = self._stores(source_kind)
             return self._converge(tenant, source, dest, items)
@@ -366,22 +371,8 @@ class Replayer:
             if tally.stopped is not None:
                 out[item.key] = ("in_flight", "")
             else:
-                out.update(self._group(tenant, destination, [item], tally))
+                out.update(self._group(tenant, destination, [item], tally, settings))
         return out
-
-    def _source_kind(self, destination: str) -> str:
-        primary, target = self._settings.backend, self._settings.target_backend
-        if destination == primary and target is not None:
-            return target
-        if destination == target:
-            return primary
-        raise ConfigError(
-            "RETRIEVAL_TARGET_BACKEND",
-            target or "",
-            f"the outbox holds changes for backend {destination!r}, which is neither "
-            "RETRIEVAL_BACKEND nor RETRIEVAL_TARGET_BACKEND; configure the backends the "
-            "changes were written for",
-        )
 
     def _converge(
         self, tenant: str, source: VectorStore, dest: VectorStore, items: list[Item]
@@ -461,3 +452,19 @@ class OpenStores:
                     "closing a store failed", extra={"backend": store.kind, "error": str(exc)}
                 )
         self._open.clear()
+
+
+def _source_kind(destination: str, settings: Settings) -> str:
+    """The configured kind that received the write synchronously: the other one."""
+    primary, target = settings.backend, settings.target_backend
+    if destination == primary and target is not None:
+        return target
+    if destination == target:
+        return primary
+    raise ConfigError(
+        "RETRIEVAL_TARGET_BACKEND",
+        target or "",
+        f"the outbox holds changes for backend {destination!r}, which is neither "
+        "RETRIEVAL_BACKEND nor RETRIEVAL_TARGET_BACKEND; configure the backends the "
+        "changes were written for",
+    )

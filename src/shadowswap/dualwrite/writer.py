@@ -2,9 +2,8 @@
 to the other backend without ever failing, slowing or losing anything because of it.
 
 Which backend is written synchronously and which is *deferred* comes from
-`shadowswap.policy.write_plan` (CONTRACT §1), asked once per call with the
-settings of that call. The synchronous write's failure is the caller's failure. The deferred
-write never is.
+`shadowswap.policy.plan` (CONTRACT §1), asked once per call with the settings of that call.
+The synchronous write's failure is the caller's failure. The deferred write never is.
 
 Ordering, and why
     1. Each change is appended to the outbox (one commit), then the synchronous
@@ -17,8 +16,9 @@ Ordering, and why
        costs more than the fsync it overlaps; ``benchmarks/bench_dualwrite.py``).
     2. The caller gets its answer. Nothing else is on its path: a slow, hung or dead target
        costs the caller nothing (``benchmarks/bench_dualwrite.py`` measures it).
-    3. Breaker closed: the items were appended *leased to this writer*, and its background
-       `shadowswap.dualwrite.applier.Applier` applies them to the deferred backend within
+    3. Breaker closed: the items were appended *leased to this writer*, and handed to its
+       background `shadowswap.dualwrite.applier.Applier` (one, built with the writer; the
+       writer never hears back from it), which applies them to the deferred backend within
        milliseconds, one batch (up to 100 changes) at a time, in write order, through the
        breaker, by the replay rules (`shadowswap.dualwrite.replay`), then acks them. A batch
        that fails, or takes longer than ``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``, counts against
@@ -68,7 +68,8 @@ Metrics: ``dual_write_error`` for each write whose deferred apply failed (or who
 not be recorded), ``dual_write_skipped("circuit_open")`` for each write the breaker refused,
 the outbox size and oldest age after every append and applied batch (and on demand,
 `DualWriter.refresh_metrics`, for ``/metrics``), and drops by reason, taken from the outbox's
-stored totals so that drops made by another process (a replay expiring items) count too.
+stored totals so that drops made by another process (a replay expiring items) count too
+(`shadowswap.dualwrite.figures`, shared with the applier).
 """
 
 from __future__ import annotations
@@ -85,21 +86,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shadowswap.clock import Clock
-from shadowswap.dualwrite.applier import Applier, Jobs
+from shadowswap.dualwrite.applier import Applier
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
-from shadowswap.dualwrite.outbox import (
-    Appended,
-    Change,
-    Item,
-    Key,
-    Op,
-    Outbox,
-    OutboxStats,
-)
-from shadowswap.dualwrite.replay import Replayer
+from shadowswap.dualwrite.figures import OutboxFigures
+from shadowswap.dualwrite.logfields import error_fields
+from shadowswap.dualwrite.outbox import Appended, Change, Item, Key, Op, Outbox, OutboxStats
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import MetricsSink
-from shadowswap.policy import Role, kind_of, write_plan
+from shadowswap.policy import Role, plan
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore, canonical_batch
@@ -141,9 +135,10 @@ class DualWriter:
     """Writes to the synchronous backend and carries each change to the other one.
 
     >>> import tempfile
+    >>> from pathlib import Path
     >>> from shadowswap.clock import SystemClock
     >>> from shadowswap.settings.config import StaticSettings, load_settings
-    >>> from shadowswap.dualwrite import Breaker, MemoryOutbox
+    >>> from shadowswap.dualwrite import Breaker, SqliteOutbox
     >>> from shadowswap.metrics import NullSink
     >>> from shadowswap.stores.faiss import FaissStore
     >>> from shadowswap.stores.memory import MemoryStore
@@ -152,13 +147,14 @@ class DualWriter:
     ...     "FF_RETRIEVAL_DUAL_WRITE": "ON"}))
     >>> clock, sink = SystemClock(), NullSink()
     >>> target = FaissStore(tempfile.mkdtemp())
-    >>> writer = DualWriter(MemoryStore(), target, settings, MemoryOutbox(),
+    >>> outbox = SqliteOutbox(Path(tempfile.mkdtemp()) / "outbox.sqlite3")
+    >>> writer = DualWriter(MemoryStore(), target, settings, outbox,
     ...                     Breaker(clock, sink), sink, clock)
     >>> writer.upsert("acme", [Document("acme", "a", [1.0, 0.0])]).outcome
     'deferred'
     >>> writer.flush(5.0), target.count("acme")
     (True, 1)
-    >>> writer.close()
+    >>> writer.close(); outbox.close()
     """
 
     def __init__(
@@ -197,14 +193,15 @@ class DualWriter:
         self._lease_s = lease_s
         self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualwrite-direct")
+        self._figures = OutboxFigures(sink, clock)
         self._applier = Applier(
-            self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
-        )
+            outbox, self._by_kind, settings, breaker, sink, clock, self._figures,
+            owner=self.owner, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items,
+        )  # fmt: skip
         self._lock = threading.Lock()
-        self._drops_seen: OutboxStats | None = None
         self._sync_kinds: dict[str, str] = {}  # tenant -> kind its last write went to
         try:
-            self._report(outbox.stats())
+            self._figures.report(outbox.stats())
         except ShadowswapError as exc:
             log.error(
                 "cannot read the outbox", extra={"outbox": outbox.location, "error": str(exc)}
@@ -286,7 +283,7 @@ class DualWriter:
         expired = self._outbox.expire(now=self._clock.now(), ttl_s=settings.outbox_ttl_s)
         _log_expired(expired, settings)
         stats = self._outbox.stats()
-        self._report(stats)
+        self._figures.report(stats)
         return stats
 
     @property
@@ -305,16 +302,22 @@ class DualWriter:
 
     # -- the caller's path ----------------------------------------------------------------
     def _plan(self, settings: Settings, tenant: str) -> tuple[VectorStore, VectorStore | None]:
-        plan = write_plan(settings, tenant)
-        sync = self._store(settings, plan.sync)
-        deferred = self._store(settings, plan.deferred) if plan.deferred is not None else None
+        """The policy, asked once: the synchronous store and the deferred one (or None)."""
+        p = plan(settings, tenant)
+        has_target = p.other_kind is not None
+        sync = self._store(p.read, p.sync_kind, has_target)
+        deferred = (
+            self._store(p.other, p.deferred_kind, has_target)
+            if p.deferred_kind is not None
+            else None
+        )
         self._follow(tenant, sync.kind)
         return sync, deferred
 
-    def _store(self, settings: Settings, role: Role) -> VectorStore:
+    def _store(self, role: Role, kind: str, has_target: bool) -> VectorStore:
         """The store of the kind the settings give ``role`` (they may name the two kinds the
         other way round from how this writer was built: a swap); else the one built for it."""
-        store = self._by_kind.get(kind_of(settings, role)) if settings.target_backend else None
+        store = self._by_kind.get(kind) if has_target else None
         store = store or self._stores[role]
         if store is None:
             raise ConfigError(
@@ -371,10 +374,8 @@ class DualWriter:
         if own and appended.seqs:
             stored = zip(appended.seqs, job.changes[:queued], strict=True)
             items = [Item.of(seq, change, appended.created_at) for seq, change in stored]
-            if self._applier.offer(items):
-                outcome = "deferred"
-            else:  # closed or backlogged meanwhile: replay-outbox will take them
-                self._outbox.release(self.owner, appended.seqs)
+            if self._applier.offer(items):  # else closed or backlogged meanwhile: the
+                outcome = "deferred"  # applier released them, replay-outbox will take them
         return ("dropped" if dropped else outcome), queued, dropped
 
     def _append(self, job: _Job, owner: str | None) -> Appended | None:
@@ -393,7 +394,7 @@ class DualWriter:
             log.error(
                 "outbox append failed: the change is recorded nowhere but here; run "
                 "shadowswap reconcile for these documents",
-                extra={**fields, **_error_fields(exc), **_ids(changes)},
+                extra={**fields, **error_fields(exc), **_ids(changes)},
             )
             return None
         if appended.refused:
@@ -407,7 +408,7 @@ class DualWriter:
                 },
             )
         _log_expired(appended.expired, settings)
-        self._report(appended.stats)
+        self._figures.report(appended.stats)
         return appended
 
     def _discard(self, appended: Appended | None) -> None:
@@ -416,61 +417,9 @@ class DualWriter:
             if appended is not None and appended.seqs:
                 self._outbox.discard(appended.seqs)
         except Exception as exc:  # noqa: BLE001 - replay recognises such items anyway
-            log.warning(
-                "could not discard outbox items of a failed write", extra=_error_fields(exc)
-            )
+            log.warning("could not discard outbox items of a failed write", extra=error_fields(exc))
 
-    # -- the background path --------------------------------------------------------------
-    def _apply(self, jobs: Jobs) -> None:
-        """One batch of this writer's own items, on the applier's thread."""
-        items = [item for job in jobs for item in job]
-        if not items:
-            return
-        settings = self._settings.current()
-        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
-        seqs = [i.seq for i in items]
-        kinds = ",".join(sorted({i.destination for i in items}))
-        fields = {"writes": len(jobs), "items": len(items), "backend": kinds}
-        ticket = self._breaker.attempt(config)
-        if ticket is None:  # opened since these writes were made: leave them to the replay
-            for _ in jobs:
-                self._sink.dual_write_skipped("circuit_open")
-            self._outbox.release(self.owner, seqs)
-            self._report_quietly()
-            return
-        replayer = Replayer(
-            self._outbox, self._store_of, settings, self._sink, self._clock,
-            owner=self.owner, grace_s=0.0, later=self._applier.has_newer,
-        )  # fmt: skip
-        deadline_s = settings.dual_write_timeout_ms / 1000.0
-        started = self._clock.monotonic()
-        try:
-            report = replayer.apply(items)
-        except Exception as exc:  # noqa: BLE001 - the items go back to the replay
-            problem: str | None = _describe(exc)
-            failed = len(items)
-            self._outbox.release(self.owner, seqs)
-        else:
-            problem, failed = report.stopped, report.failed
-        elapsed = self._clock.monotonic() - started
-        slow = elapsed > deadline_s
-        # Items the backend refused one by one (a dimension it does not hold) say nothing of
-        # its health: only an unreachable, failing or slow backend counts against the breaker.
-        self._breaker.record(ticket, ok=problem is None and not slow, config=config)
-        if slow and problem is None:
-            log.warning(
-                "deferred write slower than RETRIEVAL_DUAL_WRITE_TIMEOUT_MS",
-                extra={**fields, "elapsed_ms": round(elapsed * 1000), "deadline_s": deadline_s},
-            )
-        if problem is not None or failed:
-            for _ in range(len(jobs) if failed == len(items) else 1):
-                self._sink.dual_write_error()
-            log.warning(
-                "deferred write failed; the failed changes stay in the outbox for replay-outbox",
-                extra={**fields, "failed": failed, "detail": (problem or "items refused")[:300]},
-            )
-        self._report_quietly()
-
+    # -- when the outbox failed ------------------------------------------------------------
     def _direct(self, job: _Job) -> None:
         """The outbox failed: try the backend directly, once, so the change may still land."""
         settings = job.settings
@@ -485,37 +434,10 @@ class DualWriter:
             self._sink.dual_write_error()
             log.error(
                 "direct deferred write failed too: run shadowswap reconcile for these documents",
-                extra={**job.fields(), **_error_fields(exc), **_ids(job.changes)},
+                extra={**job.fields(), **error_fields(exc), **_ids(job.changes)},
             )
             return
         self._breaker.record(ticket, ok=True, config=config)
-
-    def _store_of(self, kind: str) -> VectorStore:
-        store = self._by_kind.get(kind)
-        if store is None:
-            raise ConfigError(
-                "RETRIEVAL_TARGET_BACKEND", kind, "this writer has no store of that kind"
-            )
-        return store
-
-    # -- metrics --------------------------------------------------------------------------
-    def _report(self, stats: OutboxStats) -> None:
-        """Size and age as stored; drops as the increase of the stored totals."""
-        self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
-        with self._lock:
-            seen, self._drops_seen = self._drops_seen, stats
-        if seen is None:
-            return
-        for reason in ("full", "ttl"):
-            delta = stats.dropped(reason) - seen.dropped(reason)
-            if delta > 0:
-                self._sink.outbox_dropped(reason, delta)
-
-    def _report_quietly(self) -> None:
-        try:
-            self._report(self._outbox.stats())
-        except Exception as exc:  # noqa: BLE001 - a metrics refresh must never raise
-            log.warning("outbox metrics refresh failed", extra=_error_fields(exc))
 
 
 @dataclass(frozen=True)
@@ -551,19 +473,6 @@ def _ids(changes: Sequence[Change]) -> dict[str, object]:
 
 def _nothing() -> None:
     """A task that marks a point in the direct-write pool's queue."""
-
-
-def _describe(exc: BaseException) -> str:
-    """Our errors' messages never hold content; anything else is named by type only."""
-    return (
-        f"{type(exc).__name__}: {exc}" if isinstance(exc, ShadowswapError) else type(exc).__name__
-    )
-
-
-def _error_fields(exc: BaseException) -> dict[str, object]:
-    """Our errors' messages never hold content; anything else is logged by type only."""
-    detail = str(exc)[:300] if isinstance(exc, ShadowswapError) else ""
-    return {"error": type(exc).__name__, "detail": detail}
 
 
 def _log_expired(expired: Sequence[Key], settings: Settings) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shadowswap.clock import SystemClock
-from shadowswap.dualwrite.outbox import existing_outbox, open_outbox
+from shadowswap.dualwrite.outbox_url import existing_outbox, open_outbox
 from shadowswap.dualwrite.replay import OpenStores, Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
 from shadowswap.metrics import NullSink
