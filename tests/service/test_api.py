@@ -260,9 +260,13 @@ def test_a_hung_primary_answers_503_at_the_read_deadline(
 
 
 class _Broken(MemoryStore):
-    """A store with a bug: raises something that is not a shadowswap error."""
+    """A store with a bug: raises something that is not a shadowswap error (on both ways in:
+    raw arguments, and the router's checked `Query`)."""
 
     def search(self, *args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    def search_query(self, *args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("a bug")
 
 
