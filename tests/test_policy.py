@@ -10,11 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowswap.policy import (
+    Plan,
     WritePlan,
     cutover_bucket,
     fallback_role,
     in_percent,
+    in_step,
     kind_of,
+    plan,
     read_role,
     shadow_role,
     write_plan,
@@ -158,6 +161,97 @@ def test_no_write_is_ever_lost(combination: tuple[object, ...]) -> None:
     assert plan.deferred != plan.sync
     if plan.sync == "target":
         assert plan.deferred == "primary"
+
+
+# -- the plan: every answer at once --------------------------------------------------------------
+def _agrees_with_the_rules(s: Settings, tenant: str) -> Plan:
+    """``plan`` says, field by field, what each single-question function says."""
+    p = plan(s, tenant)
+    assert p.tenant == tenant
+    assert p.read == read_role(s, tenant)
+    assert p.read_kind == kind_of(s, p.read) == p.sync_kind == p.kind(p.read)
+    assert p.other == ("target" if p.read == "primary" else "primary")
+    assert p.other_kind == (kind_of(s, p.other) if s.target_backend is not None else None)
+    assert p.in_step == in_step(s, tenant)
+    assert p.write == write_plan(s, tenant)
+    assert p.fallback == fallback_role(s, tenant)
+    assert p.shadow == shadow_role(s, tenant)
+    assert p.shadowed == (p.shadow is not None)
+    assert p.fallback_kind == (kind_of(s, p.fallback) if p.fallback is not None else None)
+    assert p.deferred_kind == p.fallback_kind
+    assert p.shadow_kind == (kind_of(s, p.shadow) if p.shadow is not None else None)
+    return p
+
+
+@pytest.mark.parametrize(NAMES, COMBINATIONS)
+def test_the_plan_agrees_with_every_rule_in_every_combination(
+    *, dual: bool, shadow: bool, target: str | None, allow: str, listed: bool, pct: int, tenant: str
+) -> None:
+    s = _build(
+        dual=dual, shadow=shadow, target=target, allow=allow, listed=listed, pct=pct, tenant=tenant
+    )
+    _agrees_with_the_rules(s, tenant)
+
+
+ON = {"FF_RETRIEVAL_DUAL_WRITE": "ON", "FF_RETRIEVAL_SHADOW_READ": "ON"}
+
+
+def test_the_plan_without_a_target_is_the_primary_alone() -> None:
+    s = settings(**ON, RETRIEVAL_CUTOVER_PERCENT="100", RETRIEVAL_CUTOVER_TENANTS="a")
+    p = _agrees_with_the_rules(s, "a")
+    assert (p.read, p.read_kind, p.other_kind) == ("primary", s.backend, None)
+    assert (p.shadowed, p.shadow, p.shadow_kind) == (False, None, None)
+    assert (p.in_step, p.fallback, p.fallback_kind) == (False, None, None)
+    assert p.write == WritePlan("primary", None) and p.deferred_kind is None
+    with pytest.raises(ValueError, match="no target backend is configured for tenant 'a'"):
+        p.kind("target")
+
+
+def test_the_plan_of_a_tenant_outside_the_allowlist() -> None:
+    s = settings(
+        **ON,
+        RETRIEVAL_TARGET_BACKEND="chroma",
+        RETRIEVAL_TENANT_ALLOWLIST="b",
+        RETRIEVAL_CUTOVER_TENANTS="a,b",
+        RETRIEVAL_CUTOVER_PERCENT="100",
+    )
+    outside = _agrees_with_the_rules(s, "a")
+    assert (outside.read, outside.in_step, outside.shadowed) == ("primary", False, False)
+    assert outside.other_kind == "chroma" and outside.kind("target") == "chroma"
+    assert (outside.fallback, outside.shadow) == (None, None)
+    assert outside.write == WritePlan("primary", None)
+    inside = _agrees_with_the_rules(s, "b")
+    assert (inside.read, inside.read_kind, inside.in_step) == ("target", "chroma", True)
+    assert (inside.fallback, inside.fallback_kind) == ("primary", s.backend)
+    assert (inside.shadow, inside.shadow_kind) == ("primary", s.backend)
+
+
+def test_the_plan_with_dual_write_off_ignores_the_cutover() -> None:
+    s = settings(
+        RETRIEVAL_TARGET_BACKEND="chroma",
+        FF_RETRIEVAL_SHADOW_READ="ON",
+        RETRIEVAL_CUTOVER_TENANTS="a",
+        RETRIEVAL_CUTOVER_PERCENT="100",
+    )
+    p = _agrees_with_the_rules(s, "a")
+    assert (p.read, p.in_step, p.fallback) == ("primary", False, None)
+    assert p.write == WritePlan("primary", None)
+    assert (p.shadow, p.shadow_kind) == ("target", "chroma")
+
+
+def test_the_plan_at_one_hundred_percent_moves_every_eligible_tenant() -> None:
+    s = settings(
+        RETRIEVAL_BACKEND="faiss",
+        RETRIEVAL_TARGET_BACKEND="chroma",
+        FF_RETRIEVAL_DUAL_WRITE="ON",
+        RETRIEVAL_CUTOVER_PERCENT="100",
+    )
+    for tenant in (LOW, MID, HIGH, "zzz"):
+        p = _agrees_with_the_rules(s, tenant)
+        assert (p.read, p.read_kind) == ("target", "chroma")
+        assert (p.other, p.other_kind) == ("primary", "faiss")
+        assert p.write == WritePlan("target", "primary") and p.deferred_kind == "faiss"
+        assert (p.fallback, p.shadowed) == ("primary", False)
 
 
 def test_kind_of_names_the_backend() -> None:

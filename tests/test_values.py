@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -13,7 +14,17 @@ import pytest
 
 from shadowswap.errors import InvalidInput
 from shadowswap.similarity import Metric, canonical_vector
-from shadowswap.values import Document, Hit, check_doc_id, check_tenant
+from shadowswap.values import (
+    MAX_K,
+    Document,
+    Hit,
+    Query,
+    check_doc_id,
+    check_k,
+    check_metadata,
+    check_tenant,
+    to_vector,
+)
 
 # Pinned: if this changes, every stored hash in every deployment changes. Bump the version
 # in the hash's magic bytes instead.
@@ -162,3 +173,92 @@ def test_hits_print_their_doc_id_and_score_never_metadata_values() -> None:
     assert repr((hit,)) == "(Hit(doc_id='faq-1', score=0.75),)"
     assert hit == Hit("faq-1", 0.75, {"secret": "value", "n": 123456})  # still compared whole
     assert hit != Hit("faq-1", 0.75, {"secret": "other", "n": 123456})
+
+
+# -- the query: checked once, where a search enters ------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "field", "why"),
+    [
+        (("no spaces", [1.0], 1, None), "tenant", "is not a valid tenant id"),
+        (("", [1.0], 1, None), "tenant", "A-Z a-z 0-9 _ -"),
+        (("acme", "text", 1, None), "vector", "expected a list of numbers"),
+        (("acme", [], 1, None), "vector", "non-empty flat list"),
+        (("acme", [1.0, float("nan")], 1, None), "vector", "component 1 is not a finite"),
+        (("acme", [1e39], 1, None), "vector", "beyond float32 range"),
+        (("acme", [1.0], 0, None), "k", "use an integer from 1 to 1000"),
+        (("acme", [1.0], MAX_K + 1, None), "k", "1001 is not accepted"),
+        (("acme", [1.0], True, None), "k", "True is not accepted"),
+        (("acme", [1.0], 2.0, None), "k", "2.0 is not accepted"),
+        (("acme", [1.0], 1, [1]), "filter", "expected an object"),
+        (("acme", [1.0], 1, {"1x": "y"}), "filter", "is not allowed"),
+        (("acme", [1.0], 1, {"a": None}), "filter.a", "null is not a supported value"),
+        (("acme", [1.0], 1, {"a": {"b": 1}}), "filter.a", "dict is not a supported value"),
+        # several faults: the first in the order tenant, vector, k, filter is reported
+        (("no spaces", "text", 0, [1]), "tenant", "is not a valid tenant id"),
+        (("acme", "text", 0, [1]), "vector", "expected a list of numbers"),
+        (("acme", [1.0], 0, [1]), "k", "is not accepted"),
+    ],
+)
+def test_a_bad_query_is_refused_with_the_rule_of_its_field(
+    args: tuple[object, object, object, object], field: str, why: str
+) -> None:
+    with pytest.raises(InvalidInput, match=why) as caught:
+        Query(*args)  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("tenant", "vector", "k", "flt"),
+    [
+        ("bad tenant", [1.0], 1, None),
+        ("acme", [1.0, float("inf")], 1, None),
+        ("acme", [1.0], 1001, None),
+        ("acme", [1.0], 1, {"k": 2**70}),
+    ],
+)
+def test_a_query_refuses_exactly_what_each_rule_refuses_with_the_same_message(
+    tenant: str, vector: list[float], k: int, flt: dict[str, object] | None
+) -> None:
+    """One constructor, the same errors as the checks it is made of (so the router, the
+    HTTP service and a store called directly say the same thing)."""
+    with pytest.raises(InvalidInput) as by_query:
+        Query(tenant, vector, k, flt)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput) as by_rule:
+        check_tenant(tenant)
+        to_vector(vector)
+        check_k(k)
+        check_metadata(flt, "filter")
+    assert (by_query.value.field, str(by_query.value)) == (
+        by_rule.value.field,
+        str(by_rule.value),
+    )
+
+
+def test_a_query_holds_read_only_copies_and_never_prints_content() -> None:
+    buffer = np.array([0.5, -0.0, 2.0], dtype=np.float64)
+    flt = {"lang": "secret-value"}
+    q = Query("acme", buffer, 7, flt)
+    buffer[0], flt["lang"] = 9.0, "changed"
+    assert q.vector.dtype == np.float32 and list(q.vector) == [0.5, 0.0, 2.0]
+    assert np.signbit(q.vector).tolist() == [False, False, False]  # -0.0 made 0.0
+    assert dict(q.filter) == {"lang": "secret-value"} and (q.k, q.dimension) == (7, 3)
+    with pytest.raises(ValueError, match="read-only"):
+        q.vector[0] = 1.0
+    with pytest.raises(TypeError):
+        q.filter["lang"] = "x"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        q.k = 3  # type: ignore[misc]
+    assert "secret" not in repr(q) and "0.5" not in repr(q)
+    assert repr(q) == "Query(tenant='acme', dimension=3, k=7, filter_keys=['lang'])"
+
+
+def test_no_filter_is_an_empty_read_only_filter() -> None:
+    for q in (Query("acme", [1.0], 1), Query("acme", [1.0], 1, None), Query("acme", [1.0], 1, {})):
+        assert dict(q.filter) == {} and not q.filter
+
+
+def test_a_query_changed_with_replace_is_checked_again() -> None:
+    q = Query("acme", [1.0, 2.0], 3)
+    assert dataclasses.replace(q, tenant="globex").tenant == "globex"
+    with pytest.raises(InvalidInput, match="k"):
+        dataclasses.replace(q, k=0)

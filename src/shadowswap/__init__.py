@@ -23,7 +23,7 @@ from shadowswap.errors import (
 )
 from shadowswap.shadow.ranking import agreement_at_k, ndcg_at_k
 from shadowswap.similarity import Metric
-from shadowswap.values import Document, Hit, SearchResult, WriteReport
+from shadowswap.values import Document, Hit, Query, SearchResult, WriteReport
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "InvalidInput",
     "Metric",
     "MissingDependency",
+    "Query",
     "SearchResult",
     "ShadowswapError",
     "StoreError",

@@ -8,8 +8,10 @@ none of them imports the operator's control plane (`shadowswap.rollout`).
 
 May import: `shadowswap.settings` and the foundation only.
 
-Every request asks these functions once, with the settings it read at its start, so a change
-of configuration applies to new requests only. Nothing here keeps state or does I/O.
+Every request asks `plan` once, with the settings it read at its start, so a change of
+configuration applies to new requests only. The single-question functions below (`read_role`,
+`write_plan`, `shadow_role`, `fallback_role`) are the rules `plan` is made of, kept for callers
+that need one answer only. Nothing here keeps state or does I/O.
 
 In step
     A tenant is *kept in step* on the target when a target backend is configured, dual write
@@ -26,7 +28,7 @@ Which backend serves a tenant's reads
 Cutover bucket (version 1, fixed: changing it would move tenants between backends)
     ``bucket(t) = int.from_bytes(sha256(b"shadowswap/cutover/v1\\0" + utf8(t))[:8], "big")
     / 2**64 * 100``, a number in [0, 100] that depends on nothing but the tenant id, so it is
-    the same in every process, machine and release (``tests/rollout/test_decisions.py`` pins
+    the same in every process, machine and release (``tests/test_policy.py`` pins
     a few values). A tenant is selected at ``p`` percent when ``p >= 100`` or
     ``bucket < p``: raising ``p`` never moves a tenant back, and 100 selects everyone.
 Writes (CONTRACT §1)
@@ -139,9 +141,12 @@ class Plan:
     for this tenant, so it gets the writes through breaker and outbox and may serve a failed
     read.
 
-    >>> from shadowswap.settings import StaticSettings, load_settings  # doctest: +SKIP
-    >>> plan(settings, "acme").read  # doctest: +SKIP
-    'primary'
+    >>> from shadowswap.settings import load_settings
+    >>> settings = load_settings(environ={"RETRIEVAL_TARGET_BACKEND": "chroma",
+    ...     "FF_RETRIEVAL_DUAL_WRITE": "ON", "RETRIEVAL_CUTOVER_TENANTS": "acme"})
+    >>> p = plan(settings, "acme")
+    >>> (p.read, p.read_kind, p.fallback, p.shadow)
+    ('target', 'chroma', 'primary', None)
     """
 
     tenant: str
@@ -177,6 +182,15 @@ class Plan:
     def write(self) -> WritePlan:
         """Writes: synchronously to ``read``, deferred to ``other`` when in step."""
         return WritePlan(self.read, self.fallback)
+
+    def kind(self, role: Role) -> str:
+        """The backend kind playing ``role``; asking for the target's when none is configured
+        is a bug in the caller (a plan without a target never names it)."""
+        if role == self.read:
+            return self.read_kind
+        if self.other_kind is None:
+            raise ValueError(f"no {role} backend is configured for tenant {self.tenant!r}")
+        return self.other_kind
 
     @property
     def sync_kind(self) -> str:

@@ -1,4 +1,4 @@
-"""Values that cross every boundary: documents, hits, search results, and their rules.
+"""Values that cross every boundary: documents, queries, hits, search results, and their rules.
 
 Identifiers
     tenant id   1 to 64 characters from ``A-Z a-z 0-9 _ -``. The same id is used as (part of)
@@ -13,6 +13,11 @@ Metadata
     Values: str (at most 8,192 characters), bool, int (signed 64-bit) or finite float. No
     nesting, no null: leave a key out instead. These are the values every supported engine
     stores and filters on without loss.
+Queries
+    A search is a tenant id, a query vector, ``k`` (an integer from 1 to 1,000) and an
+    optional equality filter with the rules of metadata. `Query` checks them once, where a
+    search enters shadowswap (the router's `search`, the HTTP service); the layers below it
+    trust a `Query` and check only what they alone know (a store: its dimension and metric).
 Vectors
     1 to 16,000 finite numbers (pgvector's limit, the smallest of the engines), held as
     read-only float32 arrays. Under the cosine metric the stores keep unit vectors
@@ -64,6 +69,7 @@ MAX_DOC_ID_BYTES = 512
 MAX_META_KEYS = 64
 MAX_META_STR = 8192
 MAX_DIMENSION = 16_000
+MAX_K = 1000
 MAX_TEXT_CHARS = 1_000_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 HASH_MAGIC = b"shadowswap/content/v1\0"
@@ -206,6 +212,13 @@ def to_vector(values: object, field_name: str = "vector") -> Vector:
     return arr
 
 
+def check_k(k: object) -> int:
+    """k must be an integer in [1, MAX_K]."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInput("k", f"{k!r} is not accepted; use an integer from 1 to {MAX_K}")
+    return k
+
+
 def canonical_json(metadata: Mapping[str, MetaValue]) -> str:
     """Metadata as canonical JSON: sorted keys, no spaces, non-ASCII kept."""
     return json.dumps(
@@ -309,6 +322,42 @@ class Document:
         return (
             f"Document(tenant={self.tenant!r}, doc_id={self.doc_id!r}, "
             f"dimension={self.dimension}, content_hash={self.content_hash[:12]!r})"
+        )
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Query:
+    """One search, validated on construction (in this order: tenant, vector, k, filter, with
+    the `InvalidInput` of each rule's check), immutable; whoever holds one need not check it
+    again. ``vector`` becomes a read-only float32 copy, ``filter`` a read-only mapping (empty
+    when there is none). Not yet checked: the dimension and metric of the store it goes to.
+
+    >>> q = Query("acme", [0.1, 0.2], k=5, filter={"lang": "en"})
+    >>> (q.tenant, q.dimension, q.k, dict(q.filter))
+    ('acme', 2, 5, {'lang': 'en'})
+    """
+
+    tenant: str
+    vector: Vector
+    k: int
+    filter: Mapping[str, MetaValue]
+
+    def __init__(
+        self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
+    ) -> None:
+        object.__setattr__(self, "tenant", check_tenant(tenant))
+        object.__setattr__(self, "vector", to_vector(vector))
+        object.__setattr__(self, "k", check_k(k))
+        object.__setattr__(self, "filter", check_metadata(filter, "filter"))
+
+    @property
+    def dimension(self) -> int:
+        return int(self.vector.shape[0])
+
+    def __repr__(self) -> str:  # never print vectors or filter values
+        return (
+            f"Query(tenant={self.tenant!r}, dimension={self.dimension}, k={self.k}, "
+            f"filter_keys={sorted(self.filter)!r})"
         )
 
 

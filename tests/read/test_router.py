@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import chromadb
@@ -15,17 +16,21 @@ import numpy as np
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
+from shadowswap import policy, values
 from shadowswap.clock import FakeClock
 from shadowswap.errors import InvalidInput
 from shadowswap.logs import JsonFormatter
 from shadowswap.metrics import Comparison, RecordingSink
+from shadowswap.read import router as router_module
 from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
 from shadowswap.shadow.observations import MemoryObservations, observation_log, read_observations
 from shadowswap.similarity import Metric
+from shadowswap.stores import base
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing.faults import FailingStore, HangingStore, SlowStore
+from shadowswap.values import Query
 from tests.router_helpers import TENANTS, Stores, load_stores, make_router, settings
 
 DEADLINE_S = 0.8  # RETRIEVAL_SHADOW_TIMEOUT_MS default
@@ -329,6 +334,70 @@ def test_bad_input_is_the_callers_error_with_no_fallback_and_no_shadow(
         with pytest.raises(InvalidInput, match="trace_id"):
             router.search("acme", query(stores), 10, trace_id="has space")
     assert sink.of("fallback") == [] and comparisons(sink) == []
+
+
+def count_calls(
+    monkeypatch: pytest.MonkeyPatch, where: list[object], names: tuple[str, ...]
+) -> Counter[str]:
+    """Count the calls of ``names`` in each module of ``where`` that has them."""
+    calls: Counter[str] = Counter()
+
+    def counting(name: str, fn: Callable[..., object]) -> Callable[..., object]:
+        def counted(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+    for module in where:
+        for name in names:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(name, getattr(module, name)))
+    return calls
+
+
+CHECKS = ("check_tenant", "to_vector", "check_k", "check_metadata")
+
+
+def test_a_routed_read_is_checked_once(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The router makes one `Query`; the serving store trusts it (no shadow here: the shadow
+    leg is `shadowswap.shadow`'s)."""
+    env = {"FF_RETRIEVAL_SHADOW_READ": "OFF", "FF_RETRIEVAL_DUAL_WRITE": "ON"}
+    with make_router(stores.faiss, stores.chroma, env) as router:
+        want = stores.faiss.search("acme", query(stores), 5, {"lang": "en"}).doc_ids
+        calls = count_calls(monkeypatch, [values, base], CHECKS)
+        got = router.search("acme", query(stores), 5, filter={"lang": "en"})
+        assert got.doc_ids == want
+        assert calls == Counter(dict.fromkeys(CHECKS, 1))
+        # a query made already (as the HTTP service makes it) is not checked at all
+        made = Query("acme", query(stores), 5, {"lang": "en"})
+        calls.clear()
+        assert router.search_query(made, trace_id="t-made").doc_ids == want
+        assert calls == Counter()
+    # nor when the primary fails and the target answers
+    with make_router(FailingStore(stores.faiss, ops=["search"]), stores.chroma, env) as router:
+        result = router.search_query(made)
+        assert result.fallback and result.backend == "chroma"
+        assert calls == Counter()
+
+
+def test_the_policy_is_asked_once_per_read(
+    stores: Stores, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_calls(monkeypatch, [router_module], ("plan",))
+    singles = count_calls(
+        monkeypatch, [policy], ("read_role", "shadow_role", "fallback_role", "write_plan")
+    )
+    env = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}  # shadowed (SHADOW_ON) and in step
+    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+        router.search("acme", query(stores), 10)
+        assert router.executor.wait_idle()
+    assert calls == Counter(plan=1) and len(comparisons(sink)) == 1
+    with make_router(FailingStore(stores.faiss, ops=["search"]), stores.chroma, env) as router:
+        assert router.search("acme", query(stores), 10).fallback
+    assert calls == Counter(plan=2)
+    assert singles["shadow_role"] == singles["fallback_role"] == singles["write_plan"] == 0
+    assert singles["read_role"] == 2  # inside the two plans, once each
 
 
 def test_trace_ids_are_kept_or_made(stores: Stores) -> None:

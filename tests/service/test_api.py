@@ -7,14 +7,18 @@ import json
 import logging
 import math
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from shadowswap import values
 from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.errors import StoreError
 from shadowswap.metrics import CONTRACT_METRICS
+from shadowswap.stores import base
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
@@ -123,6 +127,32 @@ def test_bad_search_input_gets_422_naming_the_field(
     got = problem(r, 422)
     assert got["field"] == field, got
     assert words in got["detail"], got
+
+
+def test_a_search_is_checked_once_past_pydantic(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydantic checks the shape; the value rules run once, into the `Query` the handler
+    makes; neither the router nor the store checks it again."""
+    seed(gateway)
+    calls: Counter[str] = Counter()
+
+    def counting(name: str, fn: Callable[..., object]) -> Callable[..., object]:
+        def counted(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+    checks = ("check_tenant", "to_vector", "check_k", "check_metadata")
+    for module in (values, base):
+        for name in checks:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(name, getattr(module, name)))
+    body = {"tenant": "tenant-a", "vector": [1, 0, 0, 0.5], "k": 5, "filter": {"lang": "en"}}
+    r = gateway.post("search", body)
+    assert r.status_code == 200 and {h["doc_id"] for h in r.json()["hits"]} == {"d1", "d3"}
+    assert calls == Counter(dict.fromkeys(checks, 1))
 
 
 @pytest.mark.parametrize(
@@ -260,9 +290,13 @@ def test_a_hung_primary_answers_503_at_the_read_deadline(
 
 
 class _Broken(MemoryStore):
-    """A store with a bug: raises something that is not a shadowswap error."""
+    """A store with a bug: raises something that is not a shadowswap error (on both ways in:
+    raw arguments, and the router's checked `Query`)."""
 
     def search(self, *args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    def search_query(self, *args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("a bug")
 
 

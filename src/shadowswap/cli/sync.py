@@ -24,7 +24,7 @@ from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
 from shadowswap.errors import ConfigError, InvalidInput
 from shadowswap.metrics import new_registry, serve_metrics
-from shadowswap.policy import Role, read_role
+from shadowswap.policy import Role, plan
 from shadowswap.runtime import prometheus_sink
 from shadowswap.settings.config import KINDS, Settings, load_settings
 from shadowswap.stores import BaseStore, open_store
@@ -239,7 +239,7 @@ def reconcile_cmd(
     else:
 
         def serving(name: str) -> Role:
-            return read_role(settings, name)
+            return plan(settings, name).read
 
         choice = serving
     stores = _stores(settings, settings.backend, settings.target_backend)

@@ -1,24 +1,30 @@
 """The retrieval router: what an application (or the HTTP service) calls to search.
 
-For each read it takes the settings once (`SettingsSource.current`, so an edited env file
-applies to the next request), then:
+A read's input is checked once, into a `shadowswap.values.Query`: `Router.search` builds it
+from raw arguments, the HTTP service builds it from the request body and calls
+`Router.search_query`; below that nothing checks it again (a `BaseStore` only applies its
+dimension and metric, `shadowswap.stores.base.search_store`).
 
-1. **Serve.** The backend that serves the tenant's reads (`rollout.decisions.read_role`:
-   the primary, or the target for a cutover tenant) answers, within
+For each read it takes the settings once (`SettingsSource.current`, so an edited env file
+applies to the next request) and asks the policy once (`shadowswap.policy.plan`: who serves
+the tenant, whether it is shadowed, where it may fall back), then:
+
+1. **Serve.** The backend that serves the tenant's reads (`Plan.read`: the primary, or the
+   target for a cutover tenant) answers, within
    ``RETRIEVAL_READ_TIMEOUT_MS``. The call runs on that backend's `Bulkhead` so a hung
    backend costs the caller the deadline, never more, and never more than a bounded number
    of threads. ``RETRIEVAL_READ_TIMEOUT_MS=0`` runs the call on the caller's thread instead,
    with no deadline (and no protection against a hung backend).
 2. **Fall back (runbook 003).** When that backend raises a `StoreError`, misses the deadline
-   or has every bulkhead slot taken, the read is served by `rollout.decisions.fallback_role`
-   (the other backend, when dual write keeps it in step for this tenant): the router logs
+   or has every bulkhead slot taken, the read is served by `Plan.fallback` (the other
+   backend, when dual write keeps it in step for this tenant): the router logs
    "falling back" with tenant and trace id and counts ``retrieval_fallback_total{from,to}``.
    Without a fallback, or when the fallback fails too, the caller gets `StoreUnavailable`
    saying what failed. Each attempt has its own deadline, so a read ends within twice
    ``RETRIEVAL_READ_TIMEOUT_MS`` at worst. Bad input (`InvalidInput`) is the caller's
    fault: it is raised as is, with no fallback.
-3. **Shadow.** If the read is eligible (`rollout.decisions.shadow_role`: flag on, a target,
-   tenant allowed) and sampled (``FF_RETRIEVAL_SHADOW_SAMPLE_RATE``, drawn from the injected
+3. **Shadow.** If the read is eligible (`Plan.shadow`: flag on, a target, tenant allowed)
+   and sampled (``FF_RETRIEVAL_SHADOW_SAMPLE_RATE``, drawn from the injected
    `random.Random`), the same query is handed to the `ShadowExecutor` for the other backend
    *after* the answer is ready; the caller does not wait for it. Fallback reads are not
    shadowed (there is no primary answer to compare with).
@@ -47,30 +53,19 @@ import logging
 import os
 import random
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from shadowswap.clock import Clock
 from shadowswap.errors import InvalidInput, StoreError, StoreUnavailable
 from shadowswap.metrics import MetricsSink
-from shadowswap.policy import Role, fallback_role, kind_of, read_role, shadow_role
+from shadowswap.policy import Plan, Role, plan
 from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecutor
 from shadowswap.shadow.observations import ObservationSink
 from shadowswap.shadow.read import LogLimiter, ShadowRead
-from shadowswap.stores.base import VectorStore, check_k
-from shadowswap.values import (
-    Filter,
-    Hit,
-    MetaValue,
-    SearchResult,
-    Vector,
-    VectorLike,
-    check_metadata,
-    check_tenant,
-    to_vector,
-)
+from shadowswap.stores.base import VectorStore, search_store
+from shadowswap.values import Filter, Hit, Query, SearchResult, VectorLike
 
 log = logging.getLogger("shadowswap.router")
 
@@ -107,14 +102,17 @@ class RouterStats:
 
 @dataclass(frozen=True)
 class _Request:
-    """One validated read, as both backends will see it."""
+    """One read: its checked query (both backends see it), its trace id, when it started,
+    and the policy's plan for its tenant."""
 
-    tenant: str
+    query: Query
     trace_id: str
-    query: Vector
-    k: int
-    filter: Mapping[str, MetaValue] | None
+    plan: Plan
     started: float
+
+    @property
+    def tenant(self) -> str:
+        return self.query.tenant
 
 
 class _Failed(Exception):
@@ -208,18 +206,22 @@ class Router:
         Raises `InvalidInput` for bad input and `StoreUnavailable` when no backend could
         answer. Never raises because of the shadow.
         """
+        # The query holds private, read-only copies (the shadow uses them later). An empty
+        # filter, or any false value, has always meant no filter here.
+        return self.search_query(Query(tenant, vector, k, filter or None), trace_id)
+
+    def search_query(self, query: Query, trace_id: str | None = None) -> RoutedResult:
+        """`search` for a `Query` made already (the HTTP service makes one per request): it
+        is not checked again, here or in the stores."""
         started = self._clock.monotonic()
         settings = self._settings.current()
-        check_tenant(tenant)
         request = _Request(
-            tenant=tenant,
+            query=query,
             trace_id=_check_trace_id(trace_id) if trace_id is not None else new_trace_id(),
-            query=to_vector(vector),  # a private, read-only copy: the shadow uses it later
-            k=check_k(k),
-            filter=check_metadata(filter, "filter") if filter else None,
+            plan=plan(settings, query.tenant),
             started=started,
         )
-        role = read_role(settings, tenant)
+        role = request.plan.read
         try:
             kind, answer, took = self._read(settings, role, request)
         except _Failed as failure:
@@ -228,7 +230,7 @@ class Router:
             self._maybe_shadow(settings, request, kind, answer, took)
         except Exception:  # the caller's answer is ready; nothing may take it away
             log.exception(
-                "shadow not started", extra={"tenant": tenant, "trace_id": request.trace_id}
+                "shadow not started", extra={"tenant": query.tenant, "trace_id": request.trace_id}
             )
         return RoutedResult(
             answer.hits, kind, role, request.trace_id, self._clock.monotonic() - started
@@ -253,13 +255,13 @@ class Router:
         self, settings: Settings, role: Role, request: _Request
     ) -> tuple[str, SearchResult, float]:
         """One attempt: the answer of the backend playing ``role``, or `_Failed`."""
-        backend = self._backend(settings, role)
+        backend = self._backend(role, request.plan.kind(role))
         kind = backend.kind
-        store, clock, r = backend.store, self._clock, request
+        store, clock, query = backend.store, self._clock, request.query
 
         def timed() -> tuple[SearchResult, float]:
             t0 = clock.monotonic()
-            result = store.search(r.tenant, r.query, r.k, r.filter)
+            result = search_store(store, query)
             return result, clock.monotonic() - t0
 
         timeout_s = settings.read_timeout_ms / 1000.0
@@ -285,7 +287,7 @@ class Router:
 
     def _fall_back(self, settings: Settings, failure: _Failed, request: _Request) -> RoutedResult:
         ids = {"tenant": request.tenant, "trace_id": request.trace_id}
-        to_role = fallback_role(settings, request.tenant)
+        to_role = request.plan.fallback
         if to_role is None:
             log.error(
                 "read failed and no fallback is in step",
@@ -299,7 +301,7 @@ class Router:
                 "RETRIEVAL_TENANT_ALLOWLIST (or served by the target)",
                 request.tenant,
             )
-        to_kind = self._label(settings, to_role)
+        to_kind = request.plan.kind(to_role)
         log.warning(
             "falling back",
             extra={**ids, "from": failure.kind, "to": to_kind, "reason": failure.reason},
@@ -325,14 +327,14 @@ class Router:
     def _maybe_shadow(
         self, settings: Settings, request: _Request, kind: str, answer: SearchResult, took: float
     ) -> None:
-        shadow = shadow_role(settings, request.tenant)
+        shadow = request.plan.shadow
         if shadow is None:
             return
         rate = settings.shadow_sample_rate
         if rate <= 0.0 or (rate < 1.0 and self._rng.random() >= rate):
             return
         try:
-            backend = self._backend(settings, shadow)
+            backend = self._backend(shadow, request.plan.kind(shadow))
         except _Failed as missing:
             self._sink.shadow_error(missing.kind)
             self._limiter.warning(
@@ -343,9 +345,9 @@ class Router:
         task = ShadowRead(
             tenant=request.tenant,
             trace_id=request.trace_id,
-            query=request.query,
-            k=request.k,
-            filter=request.filter,
+            query=request.query.vector,
+            k=request.query.k,
+            filter=request.query.filter,
             store=backend.store,
             shadow_backend=backend.kind,
             primary_backend=kind,
@@ -360,14 +362,13 @@ class Router:
         self._executor.submit(task, settings.shadow_timeout_ms / 1000.0)
 
     # -- which store plays a role -----------------------------------------------------------
-    def _backend(self, settings: Settings, role: Role) -> _Backend:
-        """The store playing ``role`` under these settings.
+    def _backend(self, role: Role, wanted: str) -> _Backend:
+        """The store playing ``role``, whose kind the settings name ``wanted`` (`Plan.kind`).
 
         Normally the one given for that role. When the settings swap the two kinds
         (runbook 001: the new backend becomes primary, the old one stays as target) the
         stores follow their kinds. A role with no store fails like a backend that is down.
         """
-        wanted = self._label(settings, role)
         given, other = (
             (self._primary, self._target) if role == "primary" else (self._target, self._primary)
         )
@@ -387,11 +388,6 @@ class Router:
             {"role": role, "settings": wanted, "store": given.kind},
         )
         return given
-
-    def _label(self, settings: Settings, role: Role) -> str:
-        if role == "target" and settings.target_backend is None:
-            return self._target.kind if self._target is not None else "none"
-        return kind_of(settings, role)
 
     def _warn_once(self, key: tuple[str, str], msg: str, extra: dict[str, object]) -> None:
         with self._warn_lock:

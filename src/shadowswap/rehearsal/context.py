@@ -18,7 +18,7 @@ from typing import Any
 from shadowswap.clock import Clock
 from shadowswap.dualwrite.replay import Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
-from shadowswap.policy import read_role
+from shadowswap.policy import plan
 from shadowswap.rehearsal.data import Dataset
 from shadowswap.rehearsal.display import Display
 from shadowswap.rehearsal.ledger import Ledger
@@ -103,12 +103,7 @@ class Context:
 
     def expected_kind(self, tenant: str) -> str:
         """The backend kind that should serve ``tenant``'s reads under the current settings."""
-        settings = self.settings
-        role = read_role(settings, tenant)
-        if role == "primary":
-            return settings.backend
-        assert settings.target_backend is not None
-        return settings.target_backend
+        return plan(self.settings, tenant).read_kind
 
     # -- operator moves -------------------------------------------------------------------------
     def move(self, action: Action, reason: str, **options: Any) -> tuple[MoveReport, float]:
@@ -215,7 +210,7 @@ class Context:
         report = Reconcile(
             self.store(settings.backend),
             self.store(settings.target_backend),
-            source=lambda tenant: read_role(settings, tenant),
+            source=lambda tenant: plan(settings, tenant).read,
             repair=repair,
             clock=self.clock,
             **options,

@@ -65,7 +65,7 @@ from shadowswap.service.routing import JsonBodyRoute
 from shadowswap.service.status import StatusReporter
 from shadowswap.settings.live import EnvFileSettings
 from shadowswap.settings.phase import classify
-from shadowswap.values import Document, to_vector
+from shadowswap.values import Document, Query, to_vector
 
 log = logging.getLogger("shadowswap.service")
 
@@ -141,9 +141,10 @@ def create_app(
     def search(body: SearchRequest, request: Request) -> Response:
         principal = _enter(request, body.tenant)
         require_tenant(principal, body.tenant)
-        result = runtime.router.search(
-            body.tenant, body.vector, body.k, body.filter, trace_id=request.state.trace_id
-        )
+        # the shape was checked by pydantic, the rules are checked here, once (an empty
+        # filter is no filter, as in `Router.search`)
+        query = Query(body.tenant, body.vector, body.k, body.filter or None)
+        result = runtime.router.search_query(query, trace_id=request.state.trace_id)
         hits = [
             {"doc_id": h.doc_id, "score": float(h.score), "metadata": dict(h.metadata)}
             for h in result.hits

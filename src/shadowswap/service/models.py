@@ -3,9 +3,10 @@
 The models check the *shape* strictly (unknown fields refused, numbers must be JSON numbers,
 no NaN or Infinity, bounded lists); the *rules* of values (tenant and doc id syntax,
 metadata keys and values, float32 range, dimension) are checked by the library's own
-validators (`shadowswap.values`, the stores), so the HTTP API and the Python API refuse
-exactly the same things with the same messages. The OpenAPI document generated from these
-models is what the schema-driven fuzz test (schemathesis) works from.
+validators (`shadowswap.values.Query` and `Document`, the stores' dimension), so the HTTP API
+and the Python API refuse exactly the same things with the same messages. The OpenAPI
+document generated from these models is what the schema-driven fuzz test (schemathesis)
+works from.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from shadowswap.stores.base import MAX_K
-from shadowswap.values import MAX_DIMENSION, MAX_META_KEYS
+from shadowswap.values import MAX_DIMENSION, MAX_K, MAX_META_KEYS
 
 MAX_DOCUMENTS = 1000
 MAX_DOC_IDS = 10_000

@@ -37,23 +37,26 @@ from shadowswap.errors import (
     StoreError,
 )
 from shadowswap.similarity import Metric, canonical_vector
+
+# The k rule lives with `Query` in `shadowswap.values`; importable from here as before.
+from shadowswap.values import MAX_K as MAX_K  # noqa: PLC0414 - explicit re-export
 from shadowswap.values import (
     Document,
     Filter,
     Hit,
     MetaValue,
+    Query,
     SearchResult,
     Vector,
     VectorLike,
     WriteReport,
     check_doc_id,
     check_doc_ids,
-    check_metadata,
     check_tenant,
     to_vector,
 )
+from shadowswap.values import check_k as check_k  # noqa: PLC0414 - explicit re-export
 
-MAX_K = 1000
 DEFAULT_SCAN_BATCH = 500
 
 
@@ -228,15 +231,19 @@ class BaseStore(abc.ABC):
     def search(
         self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
     ) -> SearchResult:
-        check_tenant(tenant)
-        check_k(k)
-        query = self.check_query(vector)
-        flt: Mapping[str, MetaValue] = check_metadata(filter, "filter")
-        if query is None:
+        """Search with raw arguments: they are checked here (as a `Query`), then searched."""
+        return self.search_query(Query(tenant, vector, k, filter))
+
+    def search_query(self, query: Query) -> SearchResult:
+        """Search with a `Query`, which was checked when it was made: only what this store
+        alone knows is applied here (the dimension it holds, its metric's canonical vector).
+        The router's way in (`search_store`), so a routed read is validated once."""
+        vector = self._canonical_query(query.vector)
+        if vector is None:
             return SearchResult(self.kind, ())
-        with self._edge("search", tenant):
-            hits = self._search(tenant, query, k, flt)
-        return SearchResult(self.kind, tuple(hits[:k]))
+        with self._edge("search", query.tenant):
+            hits = self._search(query.tenant, vector, query.k, query.filter)
+        return SearchResult(self.kind, tuple(hits[: query.k]))
 
     def get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]:
         check_tenant(tenant)
@@ -327,7 +334,12 @@ class BaseStore(abc.ABC):
     # -- helpers ------------------------------------------------------------------------
     def check_query(self, vector: VectorLike) -> Vector | None:
         """Validate a query vector; None when the store holds no vectors yet."""
-        query = to_vector(vector)
+        return self._canonical_query(to_vector(vector))
+
+    def _canonical_query(self, query: Vector) -> Vector | None:
+        """A valid query vector as this store compares it: refused when its dimension is not
+        the store's (`DimensionMismatch`), unit length under cosine; None when the store holds
+        no vectors yet (every search is empty)."""
         held = self.dimension
         if held is None:
             return None
@@ -408,11 +420,13 @@ def canonical_batch(
     return list(by_id.values()), dimension
 
 
-def check_k(k: object) -> int:
-    """k must be an integer in [1, MAX_K]."""
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise InvalidInput("k", f"{k!r} is not accepted; use an integer from 1 to {MAX_K}")
-    return k
+def search_store(store: VectorStore, query: Query) -> SearchResult:
+    """Search ``store`` with a checked `Query`: a `BaseStore` trusts it (`BaseStore.
+    search_query`); any other `VectorStore` (a wrapper, a user's own store) gets the raw
+    parts through the Protocol's ``search`` and checks them itself."""
+    if isinstance(store, BaseStore):
+        return store.search_query(query)
+    return store.search(query.tenant, query.vector, query.k, query.filter)
 
 
 def check_store_record(

@@ -3,8 +3,9 @@
 Nobody may take it on faith that the target holds what the primary holds: a final count can
 match while documents differ. Reconcile compares every document of every tenant by content
 hash and sorts each difference into one of three kinds, relative to the tenant's *source of
-truth* (by default the backend serving the tenant's reads, `shadowswap.policy.
-read_role`; or the primary or the target for every tenant):
+truth* (by default the backend serving the tenant's reads, ``plan(settings, tenant).read``
+from `shadowswap.policy`, asked once per tenant; or the primary or the target for every
+tenant):
 
     missing   the source has the document, the other store does not
     extra     the other store has it, the source does not
