@@ -66,9 +66,10 @@ the outbox, so the hash is the one both stores hold: the idempotency key
 
 Metrics: ``dual_write_error`` for each write whose deferred apply failed (or whose change could
 not be recorded), ``dual_write_skipped("circuit_open")`` for each write the breaker refused,
-the outbox size and oldest age after every append and applied batch (and on demand,
-`DualWriter.refresh_metrics`, for ``/metrics``), and drops by reason, taken from the outbox's
-stored totals so that drops made by another process (a replay expiring items) count too.
+and the outbox size and oldest age after every append and applied batch, for listeners (the
+rehearsal's timeline). The exposition reads the outbox's stored figures at scrape time
+(`DualWriter.outbox_stats`), so size and drops made by another process (a replay expiring
+items) show too.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ from shadowswap.dualwrite.outbox import (
 )
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 from shadowswap.policy import Role, kind_of, write_plan
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.similarity import Metric
@@ -144,16 +145,16 @@ class DualWriter:
     >>> from shadowswap.clock import SystemClock
     >>> from shadowswap.settings.config import StaticSettings, load_settings
     >>> from shadowswap.dualwrite import Breaker, MemoryOutbox
-    >>> from shadowswap.metrics import NullSink
+    >>> from shadowswap.metrics import Metrics
     >>> from shadowswap.stores.faiss import FaissStore
     >>> from shadowswap.stores.memory import MemoryStore
     >>> settings = StaticSettings(load_settings(environ={
     ...     "RETRIEVAL_BACKEND": "memory", "RETRIEVAL_TARGET_BACKEND": "faiss",
     ...     "FF_RETRIEVAL_DUAL_WRITE": "ON"}))
-    >>> clock, sink = SystemClock(), NullSink()
+    >>> clock, sink = SystemClock(), Metrics.null()
     >>> target = FaissStore(tempfile.mkdtemp())
     >>> writer = DualWriter(MemoryStore(), target, settings, MemoryOutbox(),
-    ...                     Breaker(clock, sink), sink, clock)
+    ...                     Breaker(clock, sink.breaker_state), sink, clock)
     >>> writer.upsert("acme", [Document("acme", "a", [1.0, 0.0])]).outcome
     'deferred'
     >>> writer.flush(5.0), target.count("acme")
@@ -168,7 +169,7 @@ class DualWriter:
         settings: SettingsSource,
         outbox: Outbox,
         breaker: Breaker,
-        sink: MetricsSink,
+        sink: Metrics,
         clock: Clock,
         *,
         lease_s: float = 60.0,
@@ -201,7 +202,6 @@ class DualWriter:
             self._apply, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items
         )
         self._lock = threading.Lock()
-        self._drops_seen: OutboxStats | None = None
         self._sync_kinds: dict[str, str] = {}  # tenant -> kind its last write went to
         try:
             self._report(outbox.stats())
@@ -278,10 +278,10 @@ class DualWriter:
         or left for replay-outbox); False on timeout. For tests and graceful shutdown."""
         return self._applier.flush(timeout_s)
 
-    def refresh_metrics(self) -> OutboxStats:
-        """Expire old items and report the stored outbox size, oldest age and drops (also
-        those made by other processes). For ``/metrics`` and ``/status``; raises
-        `shadowswap.errors.StoreError` when the outbox cannot be read."""
+    def outbox_stats(self) -> OutboxStats:
+        """Expire old items, then the stored outbox size, oldest age and drops (also those
+        made by other processes). Read by ``/metrics`` at scrape time and by ``/status``;
+        raises `shadowswap.errors.StoreError` when the outbox cannot be read."""
         settings = self._settings.current()
         expired = self._outbox.expire(now=self._clock.now(), ttl_s=settings.outbox_ttl_s)
         _log_expired(expired, settings)
@@ -500,16 +500,8 @@ class DualWriter:
 
     # -- metrics --------------------------------------------------------------------------
     def _report(self, stats: OutboxStats) -> None:
-        """Size and age as stored; drops as the increase of the stored totals."""
-        self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
-        with self._lock:
-            seen, self._drops_seen = self._drops_seen, stats
-        if seen is None:
-            return
-        for reason in ("full", "ttl"):
-            delta = stats.dropped(reason) - seen.dropped(reason)
-            if delta > 0:
-                self._sink.outbox_dropped(reason, delta)
+        """Size and age as stored, for listeners (the exposition reads the outbox itself)."""
+        self._sink.outbox_sampled(stats.size, stats.oldest_age_s(self._clock.now()))
 
     def _report_quietly(self) -> None:
         try:

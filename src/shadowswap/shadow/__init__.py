@@ -3,8 +3,9 @@ the caller's thread and within a deadline, and the two answers are compared.
 
     compare.py       the measures of one comparison (agreement@5, nDCG@10, deltas), pure
     executor.py      bounded queue + bounded workers + deadline watchdog
-    read.py          one shadow read: search the shadow backend, publish what it showed
-    observations.py  observation records, the JSON-lines log, reading it back
+    read.py          one shadow read: search the shadow backend, make one Observation
+    observations.py  the observation record, the JSON-lines log, reading it back
+    publish.py       an observation published to the metrics (the log is the other sink)
     offline.py       ``shadowswap compare``: a file of queries against both backends
 
 The router (`shadowswap.read.router.Router`) decides which reads are shadowed; docs/shadow-read.md
@@ -21,6 +22,7 @@ from shadowswap.shadow.observations import (
     observation_log,
     read_observations,
 )
+from shadowswap.shadow.publish import ObservationMetrics
 
 __all__ = [
     "ExecutorSizes",
@@ -29,6 +31,7 @@ __all__ = [
     "Measures",
     "MemoryObservations",
     "Observation",
+    "ObservationMetrics",
     "ObservationSink",
     "ShadowExecutor",
     "measure",
