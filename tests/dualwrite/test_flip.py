@@ -19,7 +19,7 @@ from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import RecordingSink
+from tests.metrics_helpers import RecordingMetrics
 from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -52,10 +52,10 @@ def held(store: VectorStore) -> HoldFirst:
 
 
 def writer_for(primary: VectorStore, target: VectorStore, source: Switch) -> DualWriter:
-    clock, sink = FakeClock(), RecordingSink()
+    clock, sink = FakeClock(), RecordingMetrics()
     box = MemoryOutbox()
     return closed_after_test(
-        DualWriter(primary, target, source, box, Breaker(clock, sink), sink, clock)
+        DualWriter(primary, target, source, box, Breaker(clock, sink.breaker_state), sink, clock)
     )
 
 
