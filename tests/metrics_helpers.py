@@ -59,3 +59,24 @@ class Both:
 
     def close(self) -> None:
         self._second.close()
+
+
+def compared(
+    backend: str,
+    latency_s: float,
+    agreement_at_5: float,
+    ndcg_at_10: float,
+    score_delta: float | None,
+    latency_delta_s: float,
+    mismatch: bool,
+    sample: str = "",
+) -> Observation:
+    """A ``compared`` observation holding only what the metrics publish (no ids, no scores)."""
+    return Observation(
+        ts=0.0, tenant="t", trace_id="0" * 32, primary_backend="faiss", shadow_backend=backend,
+        outcome="compared", k=10, filtered=False, primary_ids=(), primary_scores=(),
+        primary_latency_s=latency_s - latency_delta_s, shadow_latency_s=latency_s,
+        agreement_at_5=agreement_at_5, agreement_cutoff=5, ndcg_at_10=ndcg_at_10,
+        score_delta=score_delta, latency_delta_s=latency_delta_s, mismatch=mismatch,
+        sample=sample,
+    )  # fmt: skip

@@ -15,12 +15,12 @@ from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
 from shadowswap.shadow.observations import ObservationSink
-from tests.metrics_helpers import Both, RecordingMetrics
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing import clustered_corpus
+from tests.metrics_helpers import Both, RecordingMetrics
 
 TENANTS = ("acme", "globex")
 DIM = 32
@@ -90,7 +90,9 @@ def make_router(
     metrics = metrics if metrics is not None else RecordingMetrics()
     observed = observations
     if isinstance(metrics, RecordingMetrics):  # the test reads the comparisons back
-        observed = metrics.observed if observations is None else Both(metrics.observed, observations)
+        observed = (
+            metrics.observed if observations is None else Both(metrics.observed, observations)
+        )
     return Router(
         primary=primary,
         target=target,

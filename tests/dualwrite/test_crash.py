@@ -17,7 +17,6 @@ import pytest
 from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.replay import Replayer, ReplayReport
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
@@ -34,6 +33,7 @@ from tests.dualwrite.crash_writer import (
     operations,
 )
 from tests.helpers import ROOT, child_env
+from tests.metrics_helpers import RecordingMetrics
 from tests.servers import ChromaServer
 
 

@@ -17,13 +17,13 @@ from shadowswap.dualwrite.breaker import Breaker, BreakerConfig, State, Ticket
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.values import Document
 from tests.dualwrite.conftest import settings, static
+from tests.metrics_helpers import RecordingMetrics
 from tests.servers import ChromaServer
 
 TENANTS = ("acme", "globex", "initech", "umbrella")

@@ -19,7 +19,6 @@ from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.memory_outbox import MemoryOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -27,6 +26,7 @@ from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.dualwrite.conftest import closed_after_test, doc, settings
+from tests.metrics_helpers import RecordingMetrics
 
 
 class Switch:

@@ -22,7 +22,6 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ConfigError
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -31,6 +30,7 @@ from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, FlappingStore, SlowStore
 from shadowswap.values import Document, WriteReport
 from tests.dualwrite.conftest import closed_after_test, doc, settings, static
+from tests.metrics_helpers import RecordingMetrics
 
 
 @dataclass
@@ -47,7 +47,9 @@ class World:
         return {"memory": self.primary, "faiss": self.target}[kind]
 
     def replayer(self, **kw: object) -> Replayer:
-        return Replayer(self.outbox, self.stores, self.settings, RecordingMetrics(), self.clock, **kw)  # type: ignore[arg-type]
+        return Replayer(
+            self.outbox, self.stores, self.settings, RecordingMetrics(), self.clock, **kw
+        )  # type: ignore[arg-type]
 
     def upsert(self, tenant: str, docs: list[Document]) -> str:
         outcome = self.writer.upsert(tenant, docs).outcome
@@ -75,7 +77,9 @@ def world(tmp_path: Path, outbox: Outbox | None = None, **env: str) -> World:
     box = outbox or MemoryOutbox()
     sink = RecordingMetrics()
     writer = closed_after_test(
-        DualWriter(primary, down, static(**env), box, Breaker(clock, sink.breaker_state), sink, clock)
+        DualWriter(
+            primary, down, static(**env), box, Breaker(clock, sink.breaker_state), sink, clock
+        )
     )
     return World(primary, target, down, box, writer, clock, settings(**env))
 
@@ -236,7 +240,9 @@ def test_two_replays_at_once_neither_double_apply_nor_lose_an_item(tmp_path: Pat
         box = SqliteOutbox(path)  # each cron process has its own connection
         barrier.wait()
         reports.append(
-            Replayer(box, stores, w.settings, RecordingMetrics(), w.clock, owner=owner, batch=4).run()
+            Replayer(
+                box, stores, w.settings, RecordingMetrics(), w.clock, owner=owner, batch=4
+            ).run()
         )
         box.close()
 

@@ -18,7 +18,6 @@ from chromadb.config import Settings as ChromaSettings
 from shadowswap.clock import FakeClock
 from shadowswap.errors import InvalidInput
 from shadowswap.logs import JsonFormatter
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
@@ -31,6 +30,7 @@ from shadowswap.shadow.observations import (
 from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing.faults import FailingStore, HangingStore, SlowStore
+from tests.metrics_helpers import RecordingMetrics
 from tests.router_helpers import TENANTS, Stores, load_stores, make_router, settings
 
 DEADLINE_S = 0.8  # RETRIEVAL_SHADOW_TIMEOUT_MS default
@@ -184,7 +184,9 @@ def test_the_deadline_counts_from_acceptance_not_from_the_start_of_the_call(
     hanging = HangingStore(stores.chroma, ops=["search"])
     slow = SlowStore(stores.chroma, delay_s=0.5, ops=["search"], clock=clock)
     # one worker shared by two routers: the second read waits behind the first in the queue
-    executor = ShadowExecutor(metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None))
+    executor = ShadowExecutor(
+        metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None)
+    )
     try:
         first = make_router(stores.faiss, hanging, metrics=sink, clock=clock, shadow=executor)
         second = make_router(stores.faiss, slow, metrics=sink, clock=clock, shadow=executor)

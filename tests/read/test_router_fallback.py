@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shadowswap.errors import StoreUnavailable
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.testing.faults import FailingStore, FlappingStore, HangingStore
+from tests.metrics_helpers import RecordingMetrics
 from tests.router_helpers import Stores, load_stores, make_router
 
 DUAL_WRITE = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}

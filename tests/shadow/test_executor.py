@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from shadowswap.clock import FakeClock, SystemClock
-from tests.metrics_helpers import RecordingMetrics
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
+from tests.metrics_helpers import RecordingMetrics
 
 DEADLINE = 0.8
 
@@ -277,7 +277,9 @@ def test_a_failing_callback_does_not_stop_the_worker(
 def test_close_stops_accepting_and_forgets_queued_tasks(
     sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
-    executor = ShadowExecutor(metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None))
+    executor = ShadowExecutor(
+        metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None)
+    )
     busy = Probe(gate=gate)
     executor.submit(busy, DEADLINE)
     assert busy.called.wait(10)
