@@ -41,6 +41,11 @@ class RecordingMetrics(Metrics):
         """The ``compared`` observations published (router built by make_router)."""
         return [o for o in self.observed.items if o.outcome == "compared"]
 
+    def drops(self) -> dict[str, float]:
+        """``retrieval_shadow_dropped_total`` by reason."""
+        name = "retrieval_shadow_dropped_total"
+        return {reason: self.value(name, reason=reason) for reason in ("queue_full", "timeout")}
+
     def value(self, name: str, **labels: str) -> float:
         """A sample's value on this registry (0 when the series does not exist)."""
         found = self.registry.get_sample_value(name, {**labels, **self.base})

@@ -82,7 +82,10 @@ def test_the_caller_gets_the_primary_answer_and_the_shadow_is_compared(
     assert all(c.score_delta is not None and c.score_delta < 1e-4 for c in found)
     assert reads(sink).count(("faiss", "primary", "ok")) == 10
     assert reads(sink).count(("chroma", "shadow", "ok")) == 10
-    assert sink.of("shadow_dropped") == [] and sink.of("shadow_error") == []
+    assert (
+        sink.drops() == {"queue_full": 0, "timeout": 0}
+        and sink.value("retrieval_shadow_errors_total", backend="chroma") == 0
+    )
 
 
 def test_a_target_holding_other_documents_is_a_mismatch_and_the_caller_sees_none_of_it(
@@ -126,7 +129,7 @@ def test_a_hanging_target_is_dropped_at_the_deadline_and_its_late_answer_discard
             clock.advance(0.02)
             assert router.executor.sweep() == 1
             assert router.executor.wait_idle()
-            assert sink.of("shadow_dropped") == [("timeout",)]
+            assert sink.drops() == {"queue_full": 0, "timeout": 1}
             assert ("chroma", "shadow", "timeout") in reads(sink)
             assert hanging.waiting == 1  # still blocked: counted without waiting for it
             hanging.release()
@@ -134,7 +137,7 @@ def test_a_hanging_target_is_dropped_at_the_deadline_and_its_late_answer_discard
     finally:
         hanging.release()
     assert comparisons(sink) == []  # the late answer was never compared
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
     assert [(o.outcome, o.trace_id) for o in observations.items] == [("timeout", "t-hang")]
 
 
@@ -147,9 +150,9 @@ def test_a_raising_target_is_counted_as_an_error_never_raised(
             result = router.search("acme", query(stores, i=i), 10)
             assert result.hits == stores.faiss.search("acme", query(stores, i=i), 10).hits
         assert router.executor.wait_idle()
-    assert sink.of("shadow_error") == [("chroma",)] * 3
+    assert sink.value("retrieval_shadow_errors_total", backend="chroma") == 3
     assert reads(sink).count(("chroma", "shadow", "error")) == 3
-    assert comparisons(sink) == [] and sink.of("shadow_dropped") == []
+    assert comparisons(sink) == [] and sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_slow_target_within_the_deadline_is_compared_with_its_latency(
@@ -163,7 +166,7 @@ def test_a_slow_target_within_the_deadline_is_compared_with_its_latency(
     assert found.shadow_latency_s == pytest.approx(DEADLINE_S - 0.1)
     assert found.latency_delta_s == pytest.approx(DEADLINE_S - 0.1)  # primary took 0 fake s
     assert found.agreement_at_5 == 1.0
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_slow_target_past_the_deadline_is_dropped_not_compared(
@@ -175,7 +178,7 @@ def test_a_slow_target_past_the_deadline_is_dropped_not_compared(
         assert router.executor.wait_idle()
     assert result.backend == "faiss"
     assert comparisons(sink) == []
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_the_deadline_counts_from_acceptance_not_from_the_start_of_the_call(
@@ -201,7 +204,7 @@ def test_the_deadline_counts_from_acceptance_not_from_the_start_of_the_call(
         executor.close()
     # the second waited 0.4 s in the queue, then its 0.5 s call ended 0.9 s after acceptance
     assert [c.shadow_latency_s for c in comparisons(sink)] == [pytest.approx(0.4)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_the_query_is_copied_so_a_caller_reusing_its_array_changes_nothing(

@@ -119,7 +119,7 @@ def test_an_answer_within_the_deadline_is_delivered(
     assert executor.submit(probe, DEADLINE)
     assert executor.wait_idle()
     assert probe.outcomes == [("answered", "answer", pytest.approx(0.3))]
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
     assert executor.stats().answered == 1
 
 
@@ -130,7 +130,7 @@ def test_an_answer_after_the_deadline_is_discarded_and_counted_as_timeout(
     executor.submit(probe, DEADLINE)
     assert executor.wait_idle()
     assert [o[:2] for o in probe.outcomes] == [("timed_out", True)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
     stats = executor.stats()
     assert (stats.answered, stats.dropped_timeout) == (0, 1)
 
@@ -144,7 +144,7 @@ def test_an_error_is_an_outcome_never_raised(
     assert executor.wait_idle()
     assert probe.outcomes == [("failed", boom, 0.0)]
     assert executor.stats().failed == 1
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_full_queue_drops_at_once_with_reason_queue_full(
@@ -158,7 +158,7 @@ def test_a_full_queue_drops_at_once_with_reason_queue_full(
         assert all(executor.submit(p, DEADLINE) for p in queued)
         extra = Probe()
         assert executor.submit(extra, DEADLINE) is False
-        assert sink.of("shadow_dropped") == [("queue_full",)]
+        assert sink.drops() == {"queue_full": 1, "timeout": 0}
         gate.set()
         assert executor.wait_idle()
         assert [p.outcomes[0][0] for p in [busy, *queued]] == ["answered"] * 3
@@ -182,7 +182,7 @@ def test_a_task_still_queued_at_its_deadline_is_dropped_without_being_run(
         assert executor.wait_idle()
         assert not waiting.called.is_set()
         assert busy.outcomes[0][0] == "answered"
-        assert sink.of("shadow_dropped") == [("timeout",)]
+        assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_a_task_found_expired_when_dequeued_is_not_run(
@@ -194,7 +194,7 @@ def test_a_task_found_expired_when_dequeued_is_not_run(
     assert executor.wait_idle()
     assert not late.called.is_set()
     assert [o[:2] for o in late.outcomes] == [("timed_out", False)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_a_hung_call_is_timed_out_at_its_deadline_and_its_late_answer_discarded(
@@ -219,7 +219,7 @@ def test_a_hung_call_is_timed_out_at_its_deadline_and_its_late_answer_discarded(
         assert eventually(lambda: executor.stats().threads == 1)  # noqa: B023 - called at once
         assert [o[0] for o in hung.outcomes] == ["timed_out"]
         assert executor.stats().abandoned_now == 0
-        assert sink.of("shadow_dropped") == [("timeout",)]
+        assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_threads_stay_bounded_when_the_target_never_returns(
