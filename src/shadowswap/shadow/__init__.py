@@ -8,8 +8,12 @@ the caller's thread and within a deadline, and the two answers are compared.
     publish.py       an observation published to the metrics (the log is the other sink)
     offline.py       ``shadowswap compare``: a file of queries against both backends
 
+Each shadow read makes one `Observation` and publishes it to its sinks: the metrics
+(`ObservationMetrics`) and, when ``RETRIEVAL_OBSERVATIONS_DIR`` is set, the JSON-lines log.
+
 The router (`shadowswap.read.router.Router`) decides which reads are shadowed; docs/shadow-read.md
-describes the whole.
+describes the whole. This package may import the stores, the settings and the foundation
+modules (metrics, values, clock, ...), never the read path or anything above it.
 """
 
 from shadowswap.shadow.compare import Measures, measure
