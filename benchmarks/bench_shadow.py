@@ -186,7 +186,7 @@ def _run(quick: bool) -> dict[str, float | str]:
                 out[f"{name}.dropped_timeout"] = float(stats.dropped_timeout)
         out["deadline_cost_p50_ratio"] = base_p50 / np.percentile(latencies["no_deadline"], 50)
         out["deadline_cost_p99_ratio"] = base_p99 / np.percentile(latencies["no_deadline"], 99)
-        agreements = [o.agreement_at_5 for o in healthy.items if o.outcome == "compared"]
+        agreements = [o.agreement_at_5 for o in healthy.items if o.agreement_at_5 is not None]
         if agreements:
             out["healthy.mean_agreement_at_5"] = float(np.mean(agreements))
     return out
