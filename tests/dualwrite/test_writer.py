@@ -186,8 +186,8 @@ def test_a_hung_target_never_holds_a_write_and_slowness_counts(tmp_path: Path) -
     assert r.writer.upsert("acme", [doc("acme", "3")]).outcome == "queued"
     assert hashes(target.inner, "acme").keys() == {"0"}
     assert r.outbox.stats().size == 3
-    assert len(r.sink.of("dual_write_skipped")) == 3
-    assert r.sink.of("dual_write_error") == []  # slow is not failed
+    assert r.sink.value("retrieval_dual_write_skipped_total", reason="circuit_open") == 3
+    assert r.sink.value("retrieval_dual_write_errors_total") == 0  # slow is not failed
     r.writer.close()
 
 
@@ -219,7 +219,7 @@ def test_a_document_updated_during_every_apply_ends_in_step(tmp_path: Path) -> N
     # each apply was overtaken by a newer write of the document, which was applied next
     assert hashes(r.target, "acme") == hashes(r.primary, "acme")
     assert hashes(r.target, "acme")["hot"] == doc("acme", "hot", 1000).content_hash
-    assert r.outbox.stats().size == 0 and r.sink.of("dual_write_error") == []
+    assert r.outbox.stats().size == 0 and r.sink.value("retrieval_dual_write_errors_total") == 0
     writer.close()
 
 
@@ -288,7 +288,9 @@ def test_a_failing_primary_fails_the_write_and_queues_nothing(
     r.writer.close()
     assert r.outbox.stats().size == before
     assert "1" not in hashes(target.inner, "acme")
-    assert r.sink.of("dual_write_skipped") == []  # failed writes are not counted as skipped
+    assert (
+        r.sink.value("retrieval_dual_write_skipped_total", reason="circuit_open") == 0
+    )  # failed writes are not counted as skipped
 
 
 def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
@@ -300,7 +302,7 @@ def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
         assert r.writer.upsert("acme", [doc("acme", str(i))]).outcome == "deferred"
         assert r.writer.flush(30)
     assert r.writer.breaker.state is State.CLOSED
-    assert len(r.sink.of("dual_write_error")) == 5
+    assert r.sink.value("retrieval_dual_write_errors_total") == 5
 
 
 def test_the_outbox_keeps_the_hash_both_stores_hold(tmp_path: Path) -> None:
@@ -378,7 +380,9 @@ def test_an_outbox_that_fails_never_fails_the_write(
     assert result.outcome == "unrecorded" and result.written == 1
     records = [rec for rec in caplog.records if rec.levelno == logging.ERROR]
     assert [rec.doc_ids for rec in records] == [["1"], ["1"]]  # type: ignore[attr-defined]
-    assert len(r.sink.of("dual_write_error")) == 2  # the failed append, the failed direct write
+    assert (
+        r.sink.value("retrieval_dual_write_errors_total") == 2
+    )  # the failed append, the failed direct write
 
 
 def test_logs_hold_ids_and_counts_but_never_content(
