@@ -39,7 +39,7 @@ from shadowswap.dualwrite.breaker import Breaker, State
 from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -60,13 +60,13 @@ ENV = {
 def _writer(
     primary: VectorStore, target: VectorStore, outbox: Path, fsync: bool = False
 ) -> DualWriter:
-    clock, sink = SystemClock(), NullSink()
+    clock, sink = SystemClock(), Metrics.null()
     return DualWriter(
         primary,
         target,
         StaticSettings(load_settings(environ=ENV)),
         SqliteOutbox(outbox, synchronous="FULL" if fsync else "NORMAL"),
-        Breaker(clock, sink),
+        Breaker(clock, sink.breaker_state),
         sink,
         clock,
     )

@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from shadowswap.clock import SystemClock
-from shadowswap.metrics import RecordingSink
+from shadowswap.metrics import Metrics
 from shadowswap.read.router import Router
 from shadowswap.settings.config import StaticSettings, load_settings
+from shadowswap.shadow.observations import MemoryObservations
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
@@ -62,16 +63,17 @@ def _router(
     primary: VectorStore,
     target: VectorStore,
     env: dict[str, str],
-    sink: RecordingSink | None = None,
+    observations: MemoryObservations | None = None,
 ) -> Router:
     settings = load_settings(environ={"RETRIEVAL_TARGET_BACKEND": "chroma", **env})
     return Router(
         primary=primary,
         target=target,
         settings=StaticSettings(settings),
-        sink=sink or RecordingSink(),
+        metrics=Metrics.null(),
         clock=SystemClock(),
         rng=random.Random(7),
+        observations=observations,
     )
 
 
@@ -145,10 +147,10 @@ def _run(quick: bool) -> dict[str, float | str]:
         _load(chroma, corpus.documents)
         hanging = HangingStore(chroma, ops=["search"])
         stack.callback(hanging.release)
-        healthy_sink = RecordingSink()
+        healthy = MemoryObservations()
         routers: dict[str, Router] = {
             "off": _router(primary, chroma, {}),
-            "healthy": _router(primary, chroma, ON, healthy_sink),
+            "healthy": _router(primary, chroma, ON, healthy),
             "healthy_0.1": _router(
                 primary, chroma, {**ON, "FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "0.1"}
             ),
@@ -184,7 +186,7 @@ def _run(quick: bool) -> dict[str, float | str]:
                 out[f"{name}.dropped_timeout"] = float(stats.dropped_timeout)
         out["deadline_cost_p50_ratio"] = base_p50 / np.percentile(latencies["no_deadline"], 50)
         out["deadline_cost_p99_ratio"] = base_p99 / np.percentile(latencies["no_deadline"], 99)
-        agreements = [c[0].agreement_at_5 for c in healthy_sink.of("shadow_compared")]
+        agreements = [o.agreement_at_5 for o in healthy.items if o.agreement_at_5 is not None]
         if agreements:
             out["healthy.mean_agreement_at_5"] = float(np.mean(agreements))
     return out

@@ -43,7 +43,7 @@ from shadowswap.gate.criteria import default_criteria
 from shadowswap.gate.evaluate import evaluate
 from shadowswap.gate.evidence import evidence_from_records
 from shadowswap.gate.model import Criteria, Evidence, Verdict
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.read.router import Router
 from shadowswap.rehearsal.data import glove_vectors
 from shadowswap.settings.config import StaticSettings, load_settings
@@ -257,7 +257,7 @@ class Lab:
             primary=self.primary,
             target=target,
             settings=StaticSettings(settings),
-            sink=NullSink(),
+            metrics=Metrics.null(),
             clock=self.clock,
             rng=random.Random(0),
             observations=records,

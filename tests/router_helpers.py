@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from shadowswap.clock import Clock, FakeClock
-from shadowswap.metrics import MetricsSink, RecordingSink
+from shadowswap.metrics import Metrics
 from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
@@ -20,6 +20,7 @@ from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing import clustered_corpus
+from tests.metrics_helpers import Both, RecordingMetrics
 
 TENANTS = ("acme", "globex")
 DIM = 32
@@ -78,7 +79,7 @@ def make_router(
     target: VectorStore | None,
     env: dict[str, str] | None = None,
     *,
-    sink: MetricsSink | None = None,
+    metrics: Metrics | None = None,
     clock: Clock | None = None,
     seed: int = 1,
     observations: ObservationSink | None = None,
@@ -86,14 +87,20 @@ def make_router(
     shadow: ShadowExecutor | None = None,
     read_concurrency: int = 8,
 ) -> Router:
+    metrics = metrics if metrics is not None else RecordingMetrics()
+    observed = observations
+    if isinstance(metrics, RecordingMetrics):  # the test reads the comparisons back
+        observed = (
+            metrics.observed if observations is None else Both(metrics.observed, observations)
+        )
     return Router(
         primary=primary,
         target=target,
         settings=StaticSettings(settings(**(env or {}))),
-        sink=sink if sink is not None else RecordingSink(),
+        metrics=metrics,
         clock=clock or FakeClock(),
         rng=random.Random(seed),
         shadow=shadow or sizes or ExecutorSizes(tick_s=None),
-        observations=observations,
+        observations=observed,
         read_concurrency=read_concurrency,
     )

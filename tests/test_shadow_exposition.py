@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shadowswap.clock import FakeClock
-from shadowswap.metrics import PrometheusSink
+from shadowswap.metrics import Metrics
 from shadowswap.shadow.executor import ExecutorSizes
 from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.router_helpers import Stores, load_stores, make_router
@@ -53,7 +53,7 @@ def test_the_exposition_holds_every_contract_metric_shadow_read_touches(
     stores: Stores,
 ) -> None:
     registry = CollectorRegistry()
-    sink = PrometheusSink(
+    sink = Metrics(
         registry,
         env="stg",
         shadow_version="v2.0.0",
@@ -66,19 +66,19 @@ def test_the_exposition_holds_every_contract_metric_shadow_read_touches(
     q = stores.queries["acme"]
     hanging = HangingStore(stores.chroma, ops=["search"])
     try:
-        with make_router(stores.faiss, stores.chroma, sink=sink, clock=clock) as healthy:
+        with make_router(stores.faiss, stores.chroma, metrics=sink, clock=clock) as healthy:
             healthy.search("acme", q[0], 10)
             assert healthy.executor.wait_idle()
-        with make_router(stores.faiss, stores.other, sink=sink, clock=clock) as other:
+        with make_router(stores.faiss, stores.other, metrics=sink, clock=clock) as other:
             for vector in q:
                 other.search("acme", vector, 10)
             assert other.executor.wait_idle()
         failing = FailingStore(stores.chroma, ops=["search"])
-        with make_router(stores.faiss, failing, sink=sink, clock=clock) as raising:
+        with make_router(stores.faiss, failing, metrics=sink, clock=clock) as raising:
             raising.search("acme", q[0], 10)
             assert raising.executor.wait_idle()
         sizes = ExecutorSizes(workers=1, queue_size=1, max_stuck=0, tick_s=None)
-        with make_router(stores.faiss, hanging, sink=sink, clock=clock, sizes=sizes) as hung:
+        with make_router(stores.faiss, hanging, metrics=sink, clock=clock, sizes=sizes) as hung:
             hung.search("acme", q[0], 10)  # runs, and hangs
             assert hanging.wait_for_waiting(1)
             hung.search("acme", q[1], 10)  # waits in the queue
@@ -89,7 +89,7 @@ def test_the_exposition_holds_every_contract_metric_shadow_read_touches(
             assert hung.executor.wait_idle()
         broken = FailingStore(stores.faiss, ops=["search"])
         env = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}
-        with make_router(broken, stores.chroma, env, sink=sink, clock=clock) as falling:
+        with make_router(broken, stores.chroma, env, metrics=sink, clock=clock) as falling:
             assert falling.search("acme", q[0], 10).fallback
     finally:
         hanging.release()
@@ -140,12 +140,12 @@ def test_the_exposition_holds_every_contract_metric_shadow_read_touches(
 
 def test_the_sample_label_follows_the_rate_in_effect(stores: Stores) -> None:
     registry = CollectorRegistry()
-    sink = PrometheusSink(
+    sink = Metrics(
         registry, env="local", shadow_version="dev", sample="0.25", app_version="0.1.0",
         primary="faiss", target="chroma",
     )  # fmt: skip
     env = {"FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "1.00"}  # the env file was edited since start
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         router.search("acme", stores.queries["acme"][0], 10)
         assert router.executor.wait_idle()
     found = samples(generate_latest(registry).decode())

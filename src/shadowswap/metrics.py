@@ -1,8 +1,20 @@
-"""Metrics: the one place that knows Prometheus (CONTRACT §2).
+"""Metrics: the one place that knows Prometheus (CONTRACT §2). A foundation module: it imports
+nothing of shadowswap, so every layer may use it.
 
-Core code never touches prometheus_client: it reports events to a `MetricsSink`. Three sinks
-ship here: `PrometheusSink` (a registry is passed in, never the global default), `NullSink`,
-and `RecordingSink` (keeps events in memory, for tests and the rehearsal report).
+It owns the contract's instruments, made once by `Metrics` on a registry that is passed in
+(never the process-wide default; a throwaway registry is the "null" metrics, `Metrics.null`).
+Code reports events through `Metrics`' methods or uses its instruments directly; tests read
+values back with ``registry.get_sample_value(...)``.
+
+Values owned elsewhere are not pushed: the outbox's size, oldest age and drops (stored, so
+changed by other processes too), the last reconcile's drift and the rollout phase are read
+when Prometheus scrapes, by a collector that asks their owner (`Metrics.read_outbox_from`,
+`read_drift_from`, `read_phase_from`). The breaker state is the exception: every service
+worker has its own breaker, and only a gauge in prometheus_client's multiprocess files
+(``livemax``) can say "open" while any worker's breaker is open, so the breaker reports its
+changes to `Metrics.breaker_state` (a listener, as pybreaker has them).
+
+Listeners (`Metrics.listen`) see every event with its arguments, for the rehearsal's timeline.
 
 Every Prometheus series carries the labels ``env`` (METRIC_ENV) and ``shadow_version``
 (SHADOW_PIPELINE_VERSION). ``sample`` is the configured sample rate as written (``0.10``).
@@ -10,12 +22,18 @@ Every Prometheus series carries the labels ``env`` (METRIC_ENV) and ``shadow_ver
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("shadowswap.metrics")
 
 LATENCY_BUCKETS = (
     0.001,
@@ -62,157 +80,44 @@ CONTRACT_METRICS = (
 )
 
 
-_GaugeMode = Literal["livemostrecent", "livemax"]
+PHASES = ("legacy", "dual_write", "shadow_read", "cutover", "swapped", "done", "custom")
+OUTBOX_DROP_REASONS = ("full", "ttl")
+DRIFT_KINDS = ("missing", "extra", "stale")
+
+#: ``listener(event, args)``: an event `Metrics` reported, with its arguments.
+Listener = Callable[[str, tuple[Any, ...]], None]
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """The numbers of one shadow comparison that metrics need (no ids, no content)."""
+class OutboxFigures:
+    """What the outbox holds, as stored: items, the oldest item's age, drops by reason
+    (totals since the outbox was created, also those made by other processes)."""
 
-    backend: str  # the shadow backend's kind
-    latency_s: float  # the shadow's own latency
-    agreement_at_5: float
-    ndcg_at_10: float
-    score_delta: float | None  # mean |score difference| over shared documents; None if none
-    latency_delta_s: float  # shadow latency minus primary latency
-    mismatch: bool  # agreement@5 < 1
-    # the sample rate in effect for this read, as written; None: the sink's own ``sample``
-    sample: str | None = None
+    size: int
+    oldest_age_s: float | None
+    dropped: Mapping[str, int]
 
 
-class MetricsSink(Protocol):
-    """Events the core reports. Implementations must never raise into the caller."""
+@dataclass(frozen=True)
+class Drift:
+    """Totals of the last complete reconcile over all tenants."""
 
-    def read(self, backend: str, role: str, outcome: str, seconds: float) -> None:
-        """A search by ``role`` (primary|shadow), ``outcome`` ok|error|timeout."""
-
-    def fallback(self, from_backend: str, to_backend: str) -> None: ...
-
-    def shadow_compared(self, comparison: Comparison) -> None: ...
-
-    def shadow_dropped(self, reason: str) -> None:
-        """``reason`` is queue_full or timeout."""
-
-    def shadow_error(self, backend: str) -> None: ...
-
-    def dual_write_error(self) -> None: ...
-
-    def dual_write_skipped(self, reason: str) -> None:
-        """``reason`` is circuit_open."""
-
-    def outbox_size(self, size: int, oldest_age_s: float | None = None) -> None: ...
-
-    def outbox_dropped(self, reason: str, count: int = 1) -> None:
-        """``reason`` is full or ttl."""
-
-    def breaker_state(self, state: str) -> None:
-        """``state`` is closed, open or half_open."""
-
-    def drift(self, missing: int, extra: int, stale: int) -> None:
-        """Totals of the last reconcile over all tenants."""
-
-    def phase(self, name: str) -> None: ...
+    missing: int
+    extra: int
+    stale: int
 
 
-class NullSink:
-    """Discards every event."""
-
-    def read(self, backend: str, role: str, outcome: str, seconds: float) -> None:
-        pass
-
-    def fallback(self, from_backend: str, to_backend: str) -> None:
-        pass
-
-    def shadow_compared(self, comparison: Comparison) -> None:
-        pass
-
-    def shadow_dropped(self, reason: str) -> None:
-        pass
-
-    def shadow_error(self, backend: str) -> None:
-        pass
-
-    def dual_write_error(self) -> None:
-        pass
-
-    def dual_write_skipped(self, reason: str) -> None:
-        pass
-
-    def outbox_size(self, size: int, oldest_age_s: float | None = None) -> None:
-        pass
-
-    def outbox_dropped(self, reason: str, count: int = 1) -> None:
-        pass
-
-    def breaker_state(self, state: str) -> None:
-        pass
-
-    def drift(self, missing: int, extra: int, stale: int) -> None:
-        pass
-
-    def phase(self, name: str) -> None:
-        pass
-
-
-@dataclass
-class RecordingSink:
-    """Keeps every event as ``(name, args)`` in order; thread-safe. For tests and reports."""
-
-    events: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def _add(self, name: str, *args: Any) -> None:
-        with self._lock:
-            self.events.append((name, args))
-
-    def of(self, name: str) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return [args for n, args in self.events if n == name]
-
-    def read(self, backend: str, role: str, outcome: str, seconds: float) -> None:
-        self._add("read", backend, role, outcome, seconds)
-
-    def fallback(self, from_backend: str, to_backend: str) -> None:
-        self._add("fallback", from_backend, to_backend)
-
-    def shadow_compared(self, comparison: Comparison) -> None:
-        self._add("shadow_compared", comparison)
-
-    def shadow_dropped(self, reason: str) -> None:
-        self._add("shadow_dropped", reason)
-
-    def shadow_error(self, backend: str) -> None:
-        self._add("shadow_error", backend)
-
-    def dual_write_error(self) -> None:
-        self._add("dual_write_error")
-
-    def dual_write_skipped(self, reason: str) -> None:
-        self._add("dual_write_skipped", reason)
-
-    def outbox_size(self, size: int, oldest_age_s: float | None = None) -> None:
-        self._add("outbox_size", size, oldest_age_s)
-
-    def outbox_dropped(self, reason: str, count: int = 1) -> None:
-        self._add("outbox_dropped", reason, count)
-
-    def breaker_state(self, state: str) -> None:
-        self._add("breaker_state", state)
-
-    def drift(self, missing: int, extra: int, stale: int) -> None:
-        self._add("drift", missing, extra, stale)
-
-    def phase(self, name: str) -> None:
-        self._add("phase", name)
-
-
-class PrometheusSink:
-    """The contract's metrics on ``registry``; every series labelled env and shadow_version.
+class Metrics:
+    """The contract's instruments on ``registry``; every series labelled env and shadow_version.
 
     >>> from prometheus_client import CollectorRegistry
-    >>> sink = PrometheusSink(CollectorRegistry(), env="local", shadow_version="dev",
-    ...                       sample="0.25", app_version="0.1.0", primary="faiss", target="chroma")
-    >>> sink.shadow_dropped("timeout")
+    >>> registry = CollectorRegistry()
+    >>> metrics = Metrics(registry, env="local", shadow_version="dev", sample="0.25",
+    ...                   app_version="0.1.0", primary="faiss", target="chroma")
+    >>> metrics.shadow_dropped("timeout")
+    >>> registry.get_sample_value("retrieval_shadow_dropped_total",
+    ...     {"reason": "timeout", "env": "local", "shadow_version": "dev"})
+    1.0
     """
 
     def __init__(
@@ -227,8 +132,12 @@ class PrometheusSink:
         target: str | None,
     ) -> None:
         self.registry = registry
-        self._base = {"env": env, "shadow_version": shadow_version}
-        self._sample = sample
+        #: the ``env`` and ``shadow_version`` labels every series carries
+        self.base = {"env": env, "shadow_version": shadow_version}
+        #: the configured sample rate as written, for a shadow result that names none
+        self.sample = sample
+        self._listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
         base = ["env", "shadow_version"]
 
         def hist(name: str, doc: str, labels: list[str], buckets: tuple[float, ...]) -> Histogram:
@@ -236,14 +145,6 @@ class PrometheusSink:
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name.removesuffix("_total"), doc, [*labels, *base], registry=registry)
-
-        def gauge(
-            name: str, doc: str, labels: list[str], mode: _GaugeMode = "livemostrecent"
-        ) -> Gauge:
-            # Several service workers (prometheus_client's multiprocess mode): by default the
-            # value the latest live worker set (what they share: the outbox, the phase);
-            # ignored in a single process.
-            return Gauge(name, doc, [*labels, *base], registry=registry, multiprocess_mode=mode)
 
         self.shadow_latency = hist(
             "retrieval_shadow_latency_seconds", "Shadow search latency.", ["backend", "sample"],
@@ -270,21 +171,15 @@ class PrometheusSink:
             "retrieval_dual_write_skipped_total", "Writes not attempted (breaker open).",
             ["reason"],
         )  # fmt: skip
-        self.outbox = gauge("retrieval_dual_write_outbox_size", "Items in the outbox.", [])
-        self.outbox_age = gauge(
-            "retrieval_dual_write_outbox_oldest_age_seconds", "Age of the oldest outbox item.", []
-        )
-        self.outbox_drops = counter(
-            "retrieval_dual_write_outbox_dropped_total", "Outbox items dropped.", ["reason"]
-        )
         # Each worker has its own breaker: a state is 1 when any live worker is in it, so
         # {state="open"} == 1 whenever some worker skips the target (not only the latest
-        # worker to change state).
-        self.breaker = gauge(
+        # worker to change state). Ignored in a single process.
+        self.breaker = Gauge(
             "retrieval_dual_write_breaker_state",
             "1 for the breaker's current state (closed, open, half_open).",
-            ["state"],
-            mode="livemax",
+            ["state", *base],
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.total = counter(
             "retrieval_total", "Searches by backend, role and outcome.",
@@ -310,90 +205,172 @@ class PrometheusSink:
             "retrieval_dual_read_mismatch_total", "Shadow results with agreement@5 < 1.",
             ["backend"],
         )  # fmt: skip
-        self.drift_gauge = gauge(
-            "retrieval_reconcile_drift", "Documents out of step at the last reconcile.", ["kind"]
-        )
-        self.phase_info = gauge("retrieval_phase_info", "1 for the current phase.", ["phase"])
-        self.build_info = gauge(
-            "retrieval_build_info", "Build and backends.", ["app_version", "primary", "target"]
-        )
+        # The value the latest live worker set (a build is the same in every worker).
+        self.build_info = Gauge(
+            "retrieval_build_info", "Build and backends.",
+            ["app_version", "primary", "target", *base], registry=registry,
+            multiprocess_mode="livemostrecent",
+        )  # fmt: skip
         self.build_info.labels(
-            app_version=app_version, primary=primary, target=target or "", **self._base
+            app_version=app_version, primary=primary, target=target or "", **self.base
         ).set(1)
+        #: the values read at scrape time; also part of a multiprocess scrape's registry
+        self.scraped = ScrapeTimeCollector(self.base)
+        registry.register(self.scraped)
         # Pre-create the label sets operators query, so rates exist before the first event.
         for reason in ("queue_full", "timeout"):
-            self.dropped.labels(reason=reason, **self._base)
-        self.dw_skipped.labels(reason="circuit_open", **self._base)
-        self.dw_errors.labels(**self._base)
-        for reason in ("full", "ttl"):
-            self.outbox_drops.labels(reason=reason, **self._base)
-        self.outbox.labels(**self._base).set(0)
+            self.dropped.labels(reason=reason, **self.base)
+        self.dw_skipped.labels(reason="circuit_open", **self.base)
+        self.dw_errors.labels(**self.base)
 
+    @classmethod
+    def null(cls) -> Metrics:
+        """Metrics on a throwaway registry: for code that runs without an exposition."""
+        return cls(
+            CollectorRegistry(), env="", shadow_version="", sample="", app_version="",
+            primary="", target=None,
+        )  # fmt: skip
+
+    # -- listeners ------------------------------------------------------------------------
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(event, args)`` after every event; it must not raise (it is
+        logged and ignored if it does)."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event, args)
+            except Exception:
+                log.exception("metrics listener failed", extra={"event": event})
+
+    # -- values read at scrape time -------------------------------------------------------
+    def read_outbox_from(self, read: Callable[[], OutboxFigures]) -> None:
+        """Ask ``read`` for the outbox's figures whenever Prometheus scrapes."""
+        self.scraped.outbox = read
+
+    def read_drift_from(self, read: Callable[[], Drift | None]) -> None:
+        """Ask ``read`` for the last reconcile's drift (None: no reconcile yet) at scrape."""
+        self.scraped.drift = read
+
+    def read_phase_from(self, read: Callable[[], str]) -> None:
+        """Ask ``read`` for the rollout phase's name at scrape."""
+        self.scraped.phase = read
+
+    # -- events ---------------------------------------------------------------------------
     def read(self, backend: str, role: str, outcome: str, seconds: float) -> None:
-        self.total.labels(backend=backend, role=role, outcome=outcome, **self._base).inc()
-        self.duration.labels(backend=backend, role=role, **self._base).observe(seconds)
+        """A search by ``role`` (primary|shadow), ``outcome`` ok|error|timeout."""
+        self.total.labels(backend=backend, role=role, outcome=outcome, **self.base).inc()
+        self.duration.labels(backend=backend, role=role, **self.base).observe(seconds)
+        self._emit("read", backend, role, outcome, seconds)
 
     def fallback(self, from_backend: str, to_backend: str) -> None:
-        self.fallbacks.labels(**{"from": from_backend, "to": to_backend}, **self._base).inc()
-
-    def shadow_compared(self, comparison: Comparison) -> None:
-        b, s = comparison.backend, comparison.sample or self._sample
-        self.shadow_latency.labels(backend=b, sample=s, **self._base).observe(comparison.latency_s)
-        self.agreement.labels(backend=b, k="5", sample=s, **self._base).observe(
-            comparison.agreement_at_5
-        )
-        self.ndcg.labels(backend=b, k="10", sample=s, **self._base).observe(comparison.ndcg_at_10)
-        if comparison.score_delta is not None:
-            self.score_delta.labels(backend=b, **self._base).observe(comparison.score_delta)
-        self.latency_delta.labels(backend=b, **self._base).observe(
-            max(0.0, comparison.latency_delta_s)
-        )
-        mismatches = self.mismatches.labels(backend=b, **self._base)
-        if comparison.mismatch:
-            mismatches.inc()
+        self.fallbacks.labels(**{"from": from_backend, "to": to_backend}, **self.base).inc()
+        self._emit("fallback", from_backend, to_backend)
 
     def shadow_dropped(self, reason: str) -> None:
-        self.dropped.labels(reason=reason, **self._base).inc()
+        """``reason`` is queue_full or timeout."""
+        self.dropped.labels(reason=reason, **self.base).inc()
+        self._emit("shadow_dropped", reason)
 
     def shadow_error(self, backend: str) -> None:
-        self.shadow_errors.labels(backend=backend, **self._base).inc()
+        self.shadow_errors.labels(backend=backend, **self.base).inc()
+        self._emit("shadow_error", backend)
 
     def dual_write_error(self) -> None:
-        self.dw_errors.labels(**self._base).inc()
+        self.dw_errors.labels(**self.base).inc()
+        self._emit("dual_write_error")
 
     def dual_write_skipped(self, reason: str) -> None:
-        self.dw_skipped.labels(reason=reason, **self._base).inc()
-
-    def outbox_size(self, size: int, oldest_age_s: float | None = None) -> None:
-        self.outbox.labels(**self._base).set(size)
-        self.outbox_age.labels(**self._base).set(oldest_age_s or 0.0)
-
-    def outbox_dropped(self, reason: str, count: int = 1) -> None:
-        self.outbox_drops.labels(reason=reason, **self._base).inc(count)
+        """``reason`` is circuit_open."""
+        self.dw_skipped.labels(reason=reason, **self.base).inc()
+        self._emit("dual_write_skipped", reason)
 
     def breaker_state(self, state: str) -> None:
+        """The breaker's listener: ``state`` is closed, open or half_open."""
         for name in ("closed", "open", "half_open"):
-            self.breaker.labels(state=name, **self._base).set(1 if name == state else 0)
+            self.breaker.labels(state=name, **self.base).set(1 if name == state else 0)
+        self._emit("breaker_state", state)
 
-    def drift(self, missing: int, extra: int, stale: int) -> None:
-        for kind, value in (("missing", missing), ("extra", extra), ("stale", stale)):
-            self.drift_gauge.labels(kind=kind, **self._base).set(value)
+    def outbox_sampled(self, size: int, oldest_age_s: float | None) -> None:
+        """The outbox's size as a writer or replayer just saw it: for listeners only (the
+        exposition reads the outbox itself at scrape time)."""
+        self._emit("outbox_size", size, oldest_age_s)
 
-    def phase(self, name: str) -> None:
-        for known in (
-            "legacy",
-            "dual_write",
-            "shadow_read",
-            "cutover",
-            "swapped",
-            "done",
-            "custom",
-        ):
-            self.phase_info.labels(phase=known, **self._base).set(1 if known == name else 0)
+
+class ScrapeTimeCollector(Collector):
+    """The gauges and counters whose values their owners hold, read when Prometheus scrapes.
+
+    A reader that fails is logged; the figures it gave last are shown in its place.
+    """
+
+    def __init__(self, base: Mapping[str, str]) -> None:
+        self._base = dict(base)
+        self.outbox: Callable[[], OutboxFigures] | None = None
+        self.drift: Callable[[], Drift | None] | None = None
+        self.phase: Callable[[], str] | None = None
+        self._last_outbox: OutboxFigures | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        names, values = list(self._base), list(self._base.values())
+        yield from self._outbox(names, values)
+        drift = GaugeMetricFamily(
+            "retrieval_reconcile_drift", "Documents out of step at the last reconcile.",
+            labels=["kind", *names],
+        )  # fmt: skip
+        found = self._read(self.drift, "drift")
+        if isinstance(found, Drift):
+            for kind in DRIFT_KINDS:
+                drift.add_metric([kind, *values], getattr(found, kind))
+        yield drift
+        phase = GaugeMetricFamily(
+            "retrieval_phase_info", "1 for the current phase.", labels=["phase", *names]
+        )
+        current = self._read(self.phase, "phase")
+        if isinstance(current, str):
+            for known in PHASES:
+                phase.add_metric([known, *values], 1 if known == current else 0)
+        yield phase
+
+    def _outbox(self, names: list[str], values: list[str]) -> Iterable[Metric]:
+        size = GaugeMetricFamily(
+            "retrieval_dual_write_outbox_size", "Items in the outbox.", labels=names
+        )
+        age = GaugeMetricFamily(
+            "retrieval_dual_write_outbox_oldest_age_seconds", "Age of the oldest outbox item.",
+            labels=names,
+        )  # fmt: skip
+        drops = CounterMetricFamily(
+            "retrieval_dual_write_outbox_dropped", "Outbox items dropped.",
+            labels=["reason", *names],
+        )  # fmt: skip
+        if self.outbox is not None:
+            try:
+                self._last_outbox = self.outbox()
+            except Exception as exc:  # noqa: BLE001 - a scrape must answer all the same
+                log.warning("outbox metrics not refreshed", extra={"error": str(exc)})
+        figures = self._last_outbox
+        size.add_metric(values, figures.size if figures else 0)
+        if figures is not None:
+            age.add_metric(values, figures.oldest_age_s or 0.0)
+        for reason in OUTBOX_DROP_REASONS:
+            drops.add_metric([reason, *values], figures.dropped.get(reason, 0) if figures else 0)
+        return (size, age, drops)
+
+    @staticmethod
+    def _read(read: Callable[[], object] | None, what: str) -> object:
+        if read is None:
+            return None
+        try:
+            return read()
+        except Exception as exc:  # noqa: BLE001 - a scrape must answer all the same
+            log.warning("metric not read", extra={"metric": what, "error": str(exc)})
+            return None
 
 
 def new_registry() -> CollectorRegistry:
-    """A fresh registry for a `PrometheusSink` (never the process-wide default)."""
+    """A fresh registry for `Metrics` (never the process-wide default)."""
     return CollectorRegistry()
 
 

@@ -31,9 +31,10 @@ from shadowswap.dualwrite.outbox import Outbox
 from shadowswap.dualwrite.outbox_url import open_outbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ShadowswapError
-from shadowswap.metrics import MetricsSink, PrometheusSink
+from shadowswap.metrics import Metrics, OutboxFigures
 from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings, SettingsSource
+from shadowswap.settings.phase import classify
 from shadowswap.shadow.observations import observation_log
 from shadowswap.stores import open_store
 from shadowswap.stores.base import BaseStore
@@ -52,7 +53,7 @@ class Runtime:
     writer: DualWriter
     outbox: Outbox
     breaker: Breaker
-    sink: MetricsSink
+    metrics: Metrics
     registry: CollectorRegistry | None
     clock: Clock
     _closed: bool = field(default=False, repr=False)
@@ -79,9 +80,9 @@ class Runtime:
         self.close()
 
 
-def prometheus_sink(settings: Settings, registry: CollectorRegistry) -> PrometheusSink:
+def metrics_for(settings: Settings, registry: CollectorRegistry) -> Metrics:
     """The contract's metrics on ``registry``, labelled from ``settings``."""
-    return PrometheusSink(
+    return Metrics(
         registry,
         env=settings.metric_env,
         shadow_version=settings.shadow_pipeline_version,
@@ -96,7 +97,7 @@ def build_runtime(
     source: SettingsSource,
     *,
     registry: CollectorRegistry | None = None,
-    sink: MetricsSink | None = None,
+    metrics: Metrics | None = None,
     clock: Clock | None = None,
     rng: random.Random | None = None,
     primary: BaseStore | None = None,
@@ -104,14 +105,15 @@ def build_runtime(
 ) -> Runtime:
     """Open the configured stores (unless given) and wire router, writer, outbox and breaker.
 
-    Metrics go to ``sink`` when given, else to a `PrometheusSink` on ``registry`` (a fresh
-    one when None). Raises `ConfigError` for settings that cannot work.
+    Metrics go to ``metrics`` when given, else to new `Metrics` on ``registry`` (a fresh one
+    when None); their scrape-time values (outbox, phase) are read from this runtime's outbox
+    and settings. Raises `ConfigError` for settings that cannot work.
     """
     settings = source.current()
     clock = clock or SystemClock()
-    if sink is None:
+    if metrics is None:
         registry = registry if registry is not None else CollectorRegistry()
-        sink = prometheus_sink(settings, registry)
+        metrics = metrics_for(settings, registry)
     opened: list[BaseStore] = []
     try:
         if primary is None:
@@ -126,15 +128,29 @@ def build_runtime(
             with contextlib.suppress(ShadowswapError):
                 store.close()
         raise
-    breaker = Breaker(clock, sink)
+    breaker = Breaker(clock, metrics.breaker_state)
     router = Router(
         primary=primary,
         target=target,
         settings=source,
-        sink=sink,
+        metrics=metrics,
         clock=clock,
         rng=rng or random.Random(),
         observations=observation_log(settings, clock),
     )
-    writer = DualWriter(primary, target, source, outbox, breaker, sink, clock)
-    return Runtime(source, primary, target, router, writer, outbox, breaker, sink, registry, clock)
+    writer = DualWriter(primary, target, source, outbox, breaker, metrics, clock)
+    metrics.read_outbox_from(lambda: outbox_figures(writer, clock))
+    metrics.read_phase_from(lambda: classify(source.current()).name)
+    return Runtime(
+        source, primary, target, router, writer, outbox, breaker, metrics, registry, clock
+    )
+
+
+def outbox_figures(writer: DualWriter, clock: Clock) -> OutboxFigures:
+    """The outbox as stored (items past their TTL expired first), for the exposition."""
+    stats = writer.outbox_stats()
+    return OutboxFigures(
+        stats.size,
+        stats.oldest_age_s(clock.now()),
+        {"full": stats.dropped_full, "ttl": stats.dropped_ttl},
+    )

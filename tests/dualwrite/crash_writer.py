@@ -20,7 +20,7 @@ from shadowswap.clock import SystemClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import StaticSettings, load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -94,14 +94,14 @@ def _say(line: str) -> None:
 
 def main(argv: list[str]) -> int:
     faiss_dir, chroma_url, outbox_path, start, stop = argv
-    clock, sink = SystemClock(), NullSink()
+    clock, sink = SystemClock(), Metrics.null()
     target = FlappingStore(ChromaStore(chroma_url, Metric.COSINE), ops=["upsert", "delete"])
     writer = DualWriter(
         FaissStore(faiss_dir, Metric.COSINE),
         target,
         StaticSettings(load_settings(environ=ENV)),
         SqliteOutbox(outbox_path),
-        Breaker(clock, sink),
+        Breaker(clock, sink.breaker_state),
         sink,
         clock,
     )

@@ -18,7 +18,7 @@ from shadowswap.dualwrite.breaker import (
     State,
     step,
 )
-from shadowswap.metrics import RecordingSink
+from tests.metrics_helpers import RecordingMetrics
 
 T, W = 3, 30.0
 CONFIG = BreakerConfig(threshold=T, window_s=W)
@@ -103,9 +103,9 @@ def test_a_lowered_threshold_applies_at_the_next_failure() -> None:
 
 
 # -- the Breaker ------------------------------------------------------------------------
-def _breaker() -> tuple[Breaker, FakeClock, RecordingSink]:
-    clock, sink = FakeClock(start=0.0), RecordingSink()
-    return Breaker(clock, sink), clock, sink
+def _breaker() -> tuple[Breaker, FakeClock, RecordingMetrics]:
+    clock, sink = FakeClock(start=0.0), RecordingMetrics()
+    return Breaker(clock, sink.breaker_state), clock, sink
 
 
 def _fail(breaker: Breaker, times: int) -> None:
@@ -173,8 +173,8 @@ def test_state_changes_are_logged(caplog: pytest.LogCaptureFixture) -> None:
 def test_shared_storage_lets_two_breakers_see_one_state() -> None:
     storage = MemoryBreakerStorage()
     clock = FakeClock(start=0.0)
-    first = Breaker(clock, RecordingSink(), storage)
-    second = Breaker(clock, RecordingSink(), storage)
+    first = Breaker(clock, RecordingMetrics().breaker_state, storage)
+    second = Breaker(clock, RecordingMetrics().breaker_state, storage)
     _fail(first, T)
     assert second.state is State.OPEN and second.attempt(CONFIG) is None
 

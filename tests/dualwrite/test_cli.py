@@ -14,7 +14,7 @@ from shadowswap.clock import SystemClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
@@ -51,10 +51,16 @@ def fill_outbox(tmp_path: Path) -> None:
     the outbox the changes the target missed."""
     primary = FaissStore(tmp_path / "faiss", Metric.COSINE)
     target = FailingStore(ChromaStore(str(tmp_path / "chroma"), Metric.COSINE))
-    clock, sink = SystemClock(), NullSink()
+    clock, sink = SystemClock(), Metrics.null()
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
     writer = DualWriter(
-        primary, target, static(**env_for(tmp_path)), outbox, Breaker(clock, sink), sink, clock
+        primary,
+        target,
+        static(**env_for(tmp_path)),
+        outbox,
+        Breaker(clock, sink.breaker_state),
+        sink,
+        clock,
     )
     writer.upsert("acme", [doc("acme", "1"), doc("acme", "2"), doc("acme", "3")])
     writer.flush(30)  # each background attempt fails: three open the breaker

@@ -17,7 +17,6 @@ import pytest
 from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.replay import Replayer, ReplayReport
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
-from shadowswap.metrics import RecordingSink
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
@@ -34,6 +33,7 @@ from tests.dualwrite.crash_writer import (
     operations,
 )
 from tests.helpers import ROOT, child_env
+from tests.metrics_helpers import RecordingMetrics
 from tests.servers import ChromaServer
 
 
@@ -74,7 +74,7 @@ def replay(tmp_path: Path, url: str) -> tuple[ReplayReport, FaissStore, ChromaSt
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
     stores = {"faiss": primary, "chroma": target}
     clock = FakeClock(start=time.time() + 120)
-    report = Replayer(outbox, stores.__getitem__, settings(**ENV), RecordingSink(), clock).run()
+    report = Replayer(outbox, stores.__getitem__, settings(**ENV), RecordingMetrics(), clock).run()
     outbox.close()
     return report, primary, target
 

@@ -6,6 +6,7 @@ primary's, document by document (scan + content hash)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,13 @@ from shadowswap.dualwrite.breaker import Breaker, BreakerConfig, State, Ticket
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import RecordingSink
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.values import Document
 from tests.dualwrite.conftest import settings, static
+from tests.metrics_helpers import RecordingMetrics
 from tests.servers import ChromaServer
 
 TENANTS = ("acme", "globex", "initech", "umbrella")
@@ -54,8 +55,8 @@ def _document(rng: random.Random, tenant: str, doc_id: str) -> Document:
 class CountingBreaker(Breaker):
     """The real breaker, remembering every attempt's outcome and the state after it."""
 
-    def __init__(self, clock: Clock, sink: RecordingSink) -> None:
-        super().__init__(clock, sink)
+    def __init__(self, clock: Clock, listener: Callable[[str], None]) -> None:
+        super().__init__(clock, listener)
         self.attempts: list[tuple[bool, State]] = []
 
     def record(self, ticket: Ticket, *, ok: bool, config: BreakerConfig) -> None:
@@ -72,11 +73,11 @@ def hashes(store: VectorStore, tenant: str) -> dict[str, str]:
 def test_target_killed_and_restarted_during_2000_writes(
     tmp_path: Path, own_chroma_server: ChromaServer
 ) -> None:
-    clock, sink = SystemClock(), RecordingSink()
+    clock, sink = SystemClock(), RecordingMetrics()
     primary = FaissStore(tmp_path / "faiss", Metric.COSINE)
     target = ChromaStore(own_chroma_server.url, Metric.COSINE)
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
-    breaker = CountingBreaker(clock, sink)
+    breaker = CountingBreaker(clock, sink.breaker_state)
     writer = DualWriter(primary, target, static(**ENV), outbox, breaker, sink, clock)
     rng = random.Random(20240611)
     live: dict[str, list[str]] = {t: [] for t in TENANTS}

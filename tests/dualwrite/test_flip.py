@@ -18,7 +18,6 @@ from pathlib import Path
 from shadowswap.clock import FakeClock
 from shadowswap.dualwrite.breaker import Breaker
 from shadowswap.dualwrite.writer import DualWriter
-from shadowswap.metrics import RecordingSink
 from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -26,6 +25,7 @@ from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox
+from tests.metrics_helpers import RecordingMetrics
 
 
 class Switch:
@@ -53,10 +53,10 @@ def held(store: VectorStore) -> HoldFirst:
 def writer_for(
     primary: VectorStore, target: VectorStore, source: Switch, tmp_path: Path
 ) -> DualWriter:
-    clock, sink = FakeClock(), RecordingSink()
+    clock, sink = FakeClock(), RecordingMetrics()
     box = sqlite_outbox(tmp_path)
     return closed_after_test(
-        DualWriter(primary, target, source, box, Breaker(clock, sink), sink, clock)
+        DualWriter(primary, target, source, box, Breaker(clock, sink.breaker_state), sink, clock)
     )
 
 

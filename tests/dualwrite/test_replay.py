@@ -21,7 +21,6 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import ConfigError
-from shadowswap.metrics import RecordingSink
 from shadowswap.settings.config import Settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
@@ -30,6 +29,7 @@ from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, FlappingStore, SlowStore
 from shadowswap.values import Document, WriteReport
 from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox, static
+from tests.metrics_helpers import RecordingMetrics
 
 
 @dataclass
@@ -46,7 +46,9 @@ class World:
         return {"memory": self.primary, "faiss": self.target}[kind]
 
     def replayer(self, **kw: object) -> Replayer:
-        return Replayer(self.outbox, self.stores, self.settings, RecordingSink(), self.clock, **kw)  # type: ignore[arg-type]
+        return Replayer(
+            self.outbox, self.stores, self.settings, RecordingMetrics(), self.clock, **kw
+        )  # type: ignore[arg-type]
 
     def upsert(self, tenant: str, docs: list[Document]) -> str:
         outcome = self.writer.upsert(tenant, docs).outcome
@@ -72,9 +74,11 @@ def world(tmp_path: Path, outbox: Outbox | None = None, **env: str) -> World:
     primary, target = MemoryStore(), FaissStore(tmp_path / "faiss", Metric.COSINE)
     down = FlappingStore(target, ops=["upsert", "delete"])
     box = outbox or sqlite_outbox(tmp_path)
-    sink = RecordingSink()
+    sink = RecordingMetrics()
     writer = closed_after_test(
-        DualWriter(primary, down, static(**env), box, Breaker(clock, sink), sink, clock)
+        DualWriter(
+            primary, down, static(**env), box, Breaker(clock, sink.breaker_state), sink, clock
+        )
     )
     return World(primary, target, down, box, writer, clock, settings(**env))
 
@@ -177,7 +181,7 @@ def test_failed_items_stay_with_their_attempts_and_last_error(tmp_path: Path) ->
 
     before = attempts()  # the writer's own background attempts failed for the first three
     assert before == [1, 1, 1, 0, 0]
-    failing = Replayer(w.outbox, stores, w.settings, RecordingSink(), w.clock, batch=2)
+    failing = Replayer(w.outbox, stores, w.settings, RecordingMetrics(), w.clock, batch=2)
     report = failing.run()
     assert (report.failed, report.remaining, report.ok) == (2, 5, False)
     assert report.stopped is not None and "StoreUnavailable" in report.stopped
@@ -235,7 +239,9 @@ def test_two_replays_at_once_neither_double_apply_nor_lose_an_item(tmp_path: Pat
         box = SqliteOutbox(path)  # each cron process has its own connection
         barrier.wait()
         reports.append(
-            Replayer(box, stores, w.settings, RecordingSink(), w.clock, owner=owner, batch=4).run()
+            Replayer(
+                box, stores, w.settings, RecordingMetrics(), w.clock, owner=owner, batch=4
+            ).run()
         )
         box.close()
 
@@ -295,7 +301,7 @@ def test_a_write_racing_the_replay_is_restored_from_the_source(tmp_path: Path) -
     def stores(kind: str) -> VectorStore:
         return {"memory": w.primary, "faiss": racing}[kind]
 
-    report = Replayer(w.outbox, stores, w.settings, RecordingSink(), w.clock).run()
+    report = Replayer(w.outbox, stores, w.settings, RecordingMetrics(), w.clock).run()
     assert racing.raced and report.ok and report.superseded == 1
     assert (
         hashes(racing, "acme")

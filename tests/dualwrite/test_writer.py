@@ -21,7 +21,7 @@ from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.dualwrite.writer import DualWriter
 from shadowswap.errors import StoreUnavailable
 from shadowswap.logs import JsonFormatter
-from shadowswap.metrics import RecordingSink
+from shadowswap.runtime import outbox_figures
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
@@ -29,6 +29,7 @@ from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FaultyStore, FlappingStore, HangingStore
 from shadowswap.values import Document
 from tests.dualwrite.conftest import closed_after_test, doc, settings, sqlite_outbox, static
+from tests.metrics_helpers import RecordingMetrics
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Rig:
     target: VectorStore
     outbox: Outbox
     clock: FakeClock
-    sink: RecordingSink
+    sink: RecordingMetrics
 
     def names(self) -> list[str]:
         return [name for name, _ in self.sink.events]
@@ -52,15 +53,24 @@ def rig(
     outbox: Outbox | None = None,
     **env: str,
 ) -> Rig:
-    clock, sink = FakeClock(), RecordingSink()
+    clock, sink = FakeClock(), RecordingMetrics()
     faiss = FaissStore(tmp_path / "target", Metric.COSINE)
     target: VectorStore = wrap(faiss, ops=["upsert", "delete"]) if wrap is not None else faiss
     primary = primary or MemoryStore()
     box = outbox or sqlite_outbox(tmp_path)
     writer = closed_after_test(
-        DualWriter(primary, target, static(**env), box, Breaker(clock, sink), sink, clock)
+        DualWriter(
+            primary, target, static(**env), box, Breaker(clock, sink.breaker_state), sink, clock
+        )
     )
+    sink.read_outbox_from(lambda: outbox_figures(writer, clock))  # as build_runtime does
     return Rig(writer, primary, target, box, clock, sink)
+
+
+def dropped(r: Rig) -> dict[str, float]:
+    """``retrieval_dual_write_outbox_dropped_total`` by reason, as a scrape reads it."""
+    name = "retrieval_dual_write_outbox_dropped_total"
+    return {reason: r.sink.value(name, reason=reason) for reason in ("full", "ttl")}
 
 
 def hashes(store: VectorStore, tenant: str) -> dict[str, str]:
@@ -124,10 +134,11 @@ def test_a_failing_target_never_fails_a_write_and_opens_the_breaker(tmp_path: Pa
     assert outcomes == ["deferred"] * 3 + ["queued"] * 7
     assert target.calls == 3  # the breaker opened at the third failure: no more attempts
     assert r.writer.breaker.state is State.OPEN
-    assert len(r.sink.of("dual_write_error")) == 3
-    assert r.sink.of("dual_write_skipped") == [("circuit_open",)] * 7
+    assert r.sink.value("retrieval_dual_write_errors_total") == 3
+    assert r.sink.value("retrieval_dual_write_skipped_total", reason="circuit_open") == 7
     assert r.outbox.stats().size == 10
-    assert r.sink.of("outbox_size")[-1][0] == 10
+    assert r.sink.of("outbox_size")[-1][0] == 10  # what the writer saw after its last append
+    assert r.sink.value("retrieval_dual_write_outbox_size") == 10  # what a scrape reads
     assert hashes(r.primary, "acme").keys() == {str(i) for i in range(10)}
 
 
@@ -174,8 +185,8 @@ def test_a_hung_target_never_holds_a_write_and_slowness_counts(tmp_path: Path) -
     assert r.writer.upsert("acme", [doc("acme", "3")]).outcome == "queued"
     assert hashes(target.inner, "acme").keys() == {"0"}
     assert r.outbox.stats().size == 3
-    assert len(r.sink.of("dual_write_skipped")) == 3
-    assert r.sink.of("dual_write_error") == []  # slow is not failed
+    assert r.sink.value("retrieval_dual_write_skipped_total", reason="circuit_open") == 3
+    assert r.sink.value("retrieval_dual_write_errors_total") == 0  # slow is not failed
     r.writer.close()
 
 
@@ -199,7 +210,7 @@ def test_a_document_updated_during_every_apply_ends_in_step(tmp_path: Path) -> N
     r.writer.close()
     busy = _BusyDocument(r.target, times=12)
     writer = DualWriter(
-        r.primary, busy, static(), r.outbox, Breaker(r.clock, r.sink), r.sink, r.clock
+        r.primary, busy, static(), r.outbox, Breaker(r.clock, r.sink.breaker_state), r.sink, r.clock
     )
     busy.writer = writer
     writer.upsert("acme", [doc("acme", "hot", 0), doc("acme", "cold")])
@@ -207,7 +218,7 @@ def test_a_document_updated_during_every_apply_ends_in_step(tmp_path: Path) -> N
     # each apply was overtaken by a newer write of the document, which was applied next
     assert hashes(r.target, "acme") == hashes(r.primary, "acme")
     assert hashes(r.target, "acme")["hot"] == doc("acme", "hot", 1000).content_hash
-    assert r.outbox.stats().size == 0 and r.sink.of("dual_write_error") == []
+    assert r.outbox.stats().size == 0 and r.sink.value("retrieval_dual_write_errors_total") == 0
     writer.close()
 
 
@@ -218,7 +229,7 @@ def test_a_backlogged_applier_leaves_new_writes_to_the_replay(tmp_path: Path) ->
     assert isinstance(target, HangingStore)
     writer = DualWriter(
         r.primary, target, static(RETRIEVAL_DUAL_WRITE_TIMEOUT_MS="60000"), r.outbox,
-        Breaker(r.clock, r.sink), r.sink, r.clock, max_backlog_items=2,
+        Breaker(r.clock, r.sink.breaker_state), r.sink, r.clock, max_backlog_items=2,
     )  # fmt: skip
     try:
         first = writer.upsert("acme", [doc("acme", "0")]).outcome
@@ -241,7 +252,7 @@ def test_the_replay_takes_the_items_of_a_writer_that_died(tmp_path: Path) -> Non
         r.outbox,
         {"memory": r.primary, "faiss": target.inner}.__getitem__,
         settings(),
-        RecordingSink(),
+        RecordingMetrics(),
         r.clock,
     )
     assert replayer.run().remaining == 1  # leased: left alone
@@ -276,7 +287,9 @@ def test_a_failing_primary_fails_the_write_and_queues_nothing(
     r.writer.close()
     assert r.outbox.stats().size == before
     assert "1" not in hashes(target.inner, "acme")
-    assert r.sink.of("dual_write_skipped") == []  # failed writes are not counted as skipped
+    assert (
+        r.sink.value("retrieval_dual_write_skipped_total", reason="circuit_open") == 0
+    )  # failed writes are not counted as skipped
 
 
 def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
@@ -288,7 +301,7 @@ def test_bad_input_for_the_target_is_counted_but_does_not_open_the_breaker(
         assert r.writer.upsert("acme", [doc("acme", str(i))]).outcome == "deferred"
         assert r.writer.flush(30)
     assert r.writer.breaker.state is State.CLOSED
-    assert len(r.sink.of("dual_write_error")) == 5
+    assert r.sink.value("retrieval_dual_write_errors_total") == 5
 
 
 def test_the_outbox_keeps_the_hash_both_stores_hold(tmp_path: Path) -> None:
@@ -314,7 +327,7 @@ def test_a_full_outbox_drops_counts_logs_and_records(
         last = r.writer.upsert("acme", [doc("acme", "3"), doc("acme", "4")])
     assert [x.outcome for x in results] == ["deferred"] * 3
     assert (last.outcome, last.queued, last.dropped) == ("dropped", 0, 2)
-    assert r.sink.of("outbox_dropped") == [("full", 2)]
+    assert dropped(r) == {"full": 2, "ttl": 0}
     assert {(d.doc_id, d.reason) for d in r.outbox.dropped()} == {("3", "full"), ("4", "full")}
     [record] = [rec for rec in caplog.records if getattr(rec, "reason", None) == "full"]
     assert record.doc_ids == ["3", "4"] and record.tenant == "acme"  # type: ignore[attr-defined]
@@ -328,10 +341,12 @@ def test_items_past_the_ttl_are_dropped_counted_and_recorded(tmp_path: Path) -> 
     r.writer.upsert("acme", [doc("acme", "newer")])
     r.writer.flush(30)
     r.clock.advance(40.5)
-    stats = r.writer.refresh_metrics()
+    stats = r.writer.outbox_stats()
     assert stats.size == 1 and stats.dropped_ttl == 1
-    assert r.sink.of("outbox_dropped") == [("ttl", 1)]
+    assert dropped(r) == {"full": 0, "ttl": 1}
     assert r.sink.of("outbox_size")[-1] == (1, 40.5)
+    assert r.sink.value("retrieval_dual_write_outbox_size") == 1
+    assert r.sink.value("retrieval_dual_write_outbox_oldest_age_seconds") == 40.5
     assert [(d.doc_id, d.reason) for d in r.outbox.dropped()] == [("old", "ttl")]
 
 
@@ -346,9 +361,9 @@ def test_size_and_drops_follow_changes_made_by_another_process(tmp_path: Path) -
     other.ack("cron", [i.seq for i in claim.items])
     other.append([Change.delete("acme", "9", "faiss")], now=r.clock.now(), capacity=0, ttl_s=9)
     other.close()
-    r.writer.refresh_metrics()
+    assert dropped(r) == {"full": 1, "ttl": 0}  # read at scrape time, from the stored totals
     assert r.sink.of("outbox_size")[-1] == (0, None)
-    assert r.sink.of("outbox_dropped") == [("full", 1)]
+    assert r.sink.value("retrieval_dual_write_outbox_size") == 0
 
 
 def test_an_outbox_that_fails_never_fails_the_write(
@@ -364,7 +379,9 @@ def test_an_outbox_that_fails_never_fails_the_write(
     assert result.outcome == "unrecorded" and result.written == 1
     records = [rec for rec in caplog.records if rec.levelno == logging.ERROR]
     assert [rec.doc_ids for rec in records] == [["1"], ["1"]]  # type: ignore[attr-defined]
-    assert len(r.sink.of("dual_write_error")) == 2  # the failed append, the failed direct write
+    assert (
+        r.sink.value("retrieval_dual_write_errors_total") == 2
+    )  # the failed append, the failed direct write
 
 
 def test_logs_hold_ids_and_counts_but_never_content(

@@ -22,7 +22,7 @@ from shadowswap.gate import (
     evidence_from_state,
     unexplained_hits,
 )
-from shadowswap.metrics import PrometheusSink
+from shadowswap.metrics import Metrics
 from shadowswap.read.router import Router
 from shadowswap.settings.config import StaticSettings
 from shadowswap.shadow.observations import (
@@ -73,7 +73,7 @@ def _route(
     stores: Stores, target: VectorStore, registry: CollectorRegistry | None = None
 ) -> MemoryObservations:
     records = MemoryObservations()
-    sink = PrometheusSink(
+    sink = Metrics(
         registry or CollectorRegistry(),
         env="test",
         shadow_version="dev",
@@ -86,7 +86,7 @@ def _route(
         primary=stores.faiss,
         target=target,
         settings=StaticSettings(settings()),
-        sink=sink,
+        metrics=sink,
         clock=SystemClock(),
         rng=random.Random(0),
         observations=records,

@@ -1,5 +1,5 @@
 """Gate evidence from a real Prometheus (Debian's), its TSDB backfilled with ``promtool tsdb
-create-blocks-from openmetrics`` from snapshots of a real `PrometheusSink` registry."""
+create-blocks-from openmetrics`` from snapshots of a real `Metrics` registry."""
 
 from __future__ import annotations
 
@@ -21,22 +21,24 @@ from shadowswap.gate import (
     evidence_from_prometheus,
     evidence_from_registry,
 )
-from shadowswap.metrics import Comparison, PrometheusSink
+from shadowswap.metrics import Metrics
+from shadowswap.shadow.publish import ObservationMetrics
+from tests.metrics_helpers import compared
 from tests.servers import PrometheusServer, promtool
 
 MINUTES = 40
 
 
-def _sink(registry: CollectorRegistry) -> PrometheusSink:
-    return PrometheusSink(registry, env="prod", shadow_version="v1", sample="0.10",
+def _sink(registry: CollectorRegistry) -> Metrics:
+    return Metrics(registry, env="prod", shadow_version="v1", sample="0.10",
                           app_version="0.1.0", primary="faiss", target="chroma")  # fmt: skip
 
 
-def _traffic(sink: PrometheusSink, rng: random.Random, errors: bool) -> None:
+def _traffic(sink: Metrics, rng: random.Random, errors: bool) -> None:
     """One minute of shadow traffic."""
     for _ in range(20):
         agreement = 1.0 if rng.random() < 0.97 else 0.8
-        sink.shadow_compared(Comparison("chroma", rng.uniform(0.002, 0.02), agreement,
+        ObservationMetrics(sink).record(compared("chroma", rng.uniform(0.002, 0.02), agreement,
                                         1.0 if agreement == 1 else 0.9, rng.uniform(0, 0.002),
                                         rng.uniform(-0.002, 0.01), agreement < 1))  # fmt: skip
         sink.read("faiss", "primary", "ok", 0.002)

@@ -12,7 +12,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from shadowswap.metrics import Comparison, PrometheusSink
+from shadowswap.metrics import Drift, Metrics, OutboxFigures
+from shadowswap.shadow.publish import ObservationMetrics
+from tests.metrics_helpers import compared
 from tests.servers import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,18 +33,18 @@ def _exprs() -> list[tuple[str, str]]:
 
 def _exported_names() -> set[str]:
     registry = CollectorRegistry()
-    sink = PrometheusSink(
+    sink = Metrics(
         registry, env="prod", shadow_version="v1", sample="0.10", app_version="0", primary="faiss",
         target="chroma",
     )  # fmt: skip
     sink.read("faiss", "primary", "ok", 0.01)
     sink.fallback("faiss", "chroma")
-    sink.shadow_compared(Comparison("chroma", 0.01, 1.0, 1.0, 0.0, 0.001, False))
+    ObservationMetrics(sink).record(compared("chroma", 0.01, 1.0, 1.0, 0.0, 0.001, False))
     sink.shadow_error("chroma")
     sink.breaker_state("open")
-    sink.outbox_size(3, 1.5)
-    sink.drift(0, 0, 0)
-    sink.phase("legacy")
+    sink.read_outbox_from(lambda: OutboxFigures(3, 1.5, {"full": 0, "ttl": 0}))
+    sink.read_drift_from(lambda: Drift(0, 0, 0))
+    sink.read_phase_from(lambda: "legacy")
     names = set()
     for line in generate_latest(registry).decode().splitlines():
         if line and not line.startswith("#"):

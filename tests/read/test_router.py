@@ -20,17 +20,22 @@ from shadowswap import policy, values
 from shadowswap.clock import FakeClock
 from shadowswap.errors import InvalidInput
 from shadowswap.logs import JsonFormatter
-from shadowswap.metrics import Comparison, RecordingSink
 from shadowswap.read import router as router_module
 from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
-from shadowswap.shadow.observations import MemoryObservations, observation_log, read_observations
+from shadowswap.shadow.observations import (
+    MemoryObservations,
+    Observation,
+    observation_log,
+    read_observations,
+)
 from shadowswap.similarity import Metric
 from shadowswap.stores import base
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing.faults import FailingStore, HangingStore, SlowStore
 from shadowswap.values import Query
+from tests.metrics_helpers import RecordingMetrics
 from tests.router_helpers import TENANTS, Stores, load_stores, make_router, settings
 
 DEADLINE_S = 0.8  # RETRIEVAL_SHADOW_TIMEOUT_MS default
@@ -47,27 +52,28 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink() -> RecordingMetrics:
+    return RecordingMetrics()
 
 
 def query(stores: Stores, tenant: str = "acme", i: int = 0) -> np.ndarray:
     return stores.queries[tenant][i]
 
 
-def comparisons(sink: RecordingSink) -> list[Comparison]:
-    return [c for (c,) in sink.of("shadow_compared")]
+def comparisons(sink: RecordingMetrics) -> list[Observation]:
+    """The compared observations the router published (its metrics' histograms saw them)."""
+    return sink.compared()
 
 
-def reads(sink: RecordingSink) -> list[tuple[str, str, str]]:
+def reads(sink: RecordingMetrics) -> list[tuple[str, str, str]]:
     return [(b, r, o) for b, r, o, _s in sink.of("read")]
 
 
 # -- the caller's answer and the comparison ------------------------------------------------
 def test_the_caller_gets_the_primary_answer_and_the_shadow_is_compared(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
-    with make_router(stores.faiss, stores.chroma, sink=sink, clock=clock) as router:
+    with make_router(stores.faiss, stores.chroma, metrics=sink, clock=clock) as router:
         for tenant in TENANTS:
             for i in range(5):
                 result = router.search(tenant, query(stores, tenant, i), 10)
@@ -76,19 +82,22 @@ def test_the_caller_gets_the_primary_answer_and_the_shadow_is_compared(
         assert router.executor.wait_idle()
     found = comparisons(sink)
     assert len(found) == 10
-    assert all(c.backend == "chroma" and c.agreement_at_5 == 1.0 for c in found)
+    assert all(c.shadow_backend == "chroma" and c.agreement_at_5 == 1.0 for c in found)
     assert all(c.ndcg_at_10 == pytest.approx(1.0) and not c.mismatch for c in found)
     assert all(c.score_delta is not None and c.score_delta < 1e-4 for c in found)
     assert reads(sink).count(("faiss", "primary", "ok")) == 10
     assert reads(sink).count(("chroma", "shadow", "ok")) == 10
-    assert sink.of("shadow_dropped") == [] and sink.of("shadow_error") == []
+    assert (
+        sink.drops() == {"queue_full": 0, "timeout": 0}
+        and sink.value("retrieval_shadow_errors_total", backend="chroma") == 0
+    )
 
 
 def test_a_target_holding_other_documents_is_a_mismatch_and_the_caller_sees_none_of_it(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     observations = MemoryObservations()
-    with make_router(stores.faiss, stores.other, sink=sink, observations=observations) as router:
+    with make_router(stores.faiss, stores.other, metrics=sink, observations=observations) as router:
         answers = [router.search("acme", q, 10) for q in stores.queries["acme"]]
         assert router.executor.wait_idle()
     for q, answer in zip(stores.queries["acme"], answers, strict=True):
@@ -109,13 +118,13 @@ def test_a_target_holding_other_documents_is_a_mismatch_and_the_caller_sees_none
 
 
 def test_a_hanging_target_is_dropped_at_the_deadline_and_its_late_answer_discarded(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
     hanging = HangingStore(stores.chroma, ops=["search"])
     observations = MemoryObservations()
     try:
         with make_router(
-            stores.faiss, hanging, sink=sink, clock=clock, observations=observations
+            stores.faiss, hanging, metrics=sink, clock=clock, observations=observations
         ) as router:
             result = router.search("acme", query(stores), 10, trace_id="t-hang")
             assert result.hits == stores.faiss.search("acme", query(stores), 10).hits
@@ -125,7 +134,7 @@ def test_a_hanging_target_is_dropped_at_the_deadline_and_its_late_answer_discard
             clock.advance(0.02)
             assert router.executor.sweep() == 1
             assert router.executor.wait_idle()
-            assert sink.of("shadow_dropped") == [("timeout",)]
+            assert sink.drops() == {"queue_full": 0, "timeout": 1}
             assert ("chroma", "shadow", "timeout") in reads(sink)
             assert hanging.waiting == 1  # still blocked: counted without waiting for it
             hanging.release()
@@ -133,60 +142,62 @@ def test_a_hanging_target_is_dropped_at_the_deadline_and_its_late_answer_discard
     finally:
         hanging.release()
     assert comparisons(sink) == []  # the late answer was never compared
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
     assert [(o.outcome, o.trace_id) for o in observations.items] == [("timeout", "t-hang")]
 
 
 def test_a_raising_target_is_counted_as_an_error_never_raised(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     failing = FailingStore(stores.chroma, ops=["search"])
-    with make_router(stores.faiss, failing, sink=sink) as router:
+    with make_router(stores.faiss, failing, metrics=sink) as router:
         for i in range(3):
             result = router.search("acme", query(stores, i=i), 10)
             assert result.hits == stores.faiss.search("acme", query(stores, i=i), 10).hits
         assert router.executor.wait_idle()
-    assert sink.of("shadow_error") == [("chroma",)] * 3
+    assert sink.value("retrieval_shadow_errors_total", backend="chroma") == 3
     assert reads(sink).count(("chroma", "shadow", "error")) == 3
-    assert comparisons(sink) == [] and sink.of("shadow_dropped") == []
+    assert comparisons(sink) == [] and sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_slow_target_within_the_deadline_is_compared_with_its_latency(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
     slow = SlowStore(stores.chroma, delay_s=DEADLINE_S - 0.1, ops=["search"], clock=clock)
-    with make_router(stores.faiss, slow, sink=sink, clock=clock) as router:
+    with make_router(stores.faiss, slow, metrics=sink, clock=clock) as router:
         router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     (found,) = comparisons(sink)
-    assert found.latency_s == pytest.approx(DEADLINE_S - 0.1)
+    assert found.shadow_latency_s == pytest.approx(DEADLINE_S - 0.1)
     assert found.latency_delta_s == pytest.approx(DEADLINE_S - 0.1)  # primary took 0 fake s
     assert found.agreement_at_5 == 1.0
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_slow_target_past_the_deadline_is_dropped_not_compared(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
     slow = SlowStore(stores.chroma, delay_s=DEADLINE_S + 0.1, ops=["search"], clock=clock)
-    with make_router(stores.faiss, slow, sink=sink, clock=clock) as router:
+    with make_router(stores.faiss, slow, metrics=sink, clock=clock) as router:
         result = router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     assert result.backend == "faiss"
     assert comparisons(sink) == []
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_the_deadline_counts_from_acceptance_not_from_the_start_of_the_call(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
     hanging = HangingStore(stores.chroma, ops=["search"])
     slow = SlowStore(stores.chroma, delay_s=0.5, ops=["search"], clock=clock)
     # one worker shared by two routers: the second read waits behind the first in the queue
-    executor = ShadowExecutor(sink=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None))
+    executor = ShadowExecutor(
+        metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None)
+    )
     try:
-        first = make_router(stores.faiss, hanging, sink=sink, clock=clock, shadow=executor)
-        second = make_router(stores.faiss, slow, sink=sink, clock=clock, shadow=executor)
+        first = make_router(stores.faiss, hanging, metrics=sink, clock=clock, shadow=executor)
+        second = make_router(stores.faiss, slow, metrics=sink, clock=clock, shadow=executor)
         first.search("acme", query(stores), 10)
         assert hanging.wait_for_waiting(1)
         second.search("acme", query(stores, i=1), 10)  # accepted now, queued
@@ -197,16 +208,16 @@ def test_the_deadline_counts_from_acceptance_not_from_the_start_of_the_call(
         hanging.release()
         executor.close()
     # the second waited 0.4 s in the queue, then its 0.5 s call ended 0.9 s after acceptance
-    assert [c.latency_s for c in comparisons(sink)] == [pytest.approx(0.4)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert [c.shadow_latency_s for c in comparisons(sink)] == [pytest.approx(0.4)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_the_query_is_copied_so_a_caller_reusing_its_array_changes_nothing(
-    stores: Stores, sink: RecordingSink, clock: FakeClock
+    stores: Stores, sink: RecordingMetrics, clock: FakeClock
 ) -> None:
     hanging = HangingStore(stores.chroma, ops=["search"])
     try:
-        with make_router(stores.faiss, hanging, sink=sink, clock=clock) as router:
+        with make_router(stores.faiss, hanging, metrics=sink, clock=clock) as router:
             vector = np.array(query(stores), copy=True)
             router.search("acme", vector, 10)
             assert hanging.wait_for_waiting(1)
@@ -231,9 +242,9 @@ def test_the_query_is_copied_so_a_caller_reusing_its_array_changes_nothing(
     ],
 )
 def test_eligibility(
-    stores: Stores, sink: RecordingSink, env: dict[str, str], tenant: str, shadowed: bool
+    stores: Stores, sink: RecordingMetrics, env: dict[str, str], tenant: str, shadowed: bool
 ) -> None:
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         router.search(tenant, query(stores, tenant), 10)
         assert router.executor.wait_idle()
         assert router.executor.stats().accepted == int(shadowed)
@@ -262,7 +273,7 @@ def test_sampling_follows_the_injected_random_source(stores: Stores) -> None:
     assert 30 < sum(expected) < 70
 
 
-def test_settings_are_read_per_request(stores: Stores, sink: RecordingSink) -> None:
+def test_settings_are_read_per_request(stores: Stores, sink: RecordingMetrics) -> None:
     class Switch:
         def __init__(self) -> None:
             self.value = settings(FF_RETRIEVAL_SHADOW_READ="OFF")
@@ -275,10 +286,11 @@ def test_settings_are_read_per_request(stores: Stores, sink: RecordingSink) -> N
         primary=stores.faiss,
         target=stores.chroma,
         settings=switch,
-        sink=sink,
+        metrics=sink,
         clock=FakeClock(),
         rng=random.Random(0),
         shadow=ExecutorSizes(tick_s=None),
+        observations=sink.observed,
     )
     with router:
         router.search("acme", query(stores), 10)
@@ -289,40 +301,40 @@ def test_settings_are_read_per_request(stores: Stores, sink: RecordingSink) -> N
         moved = router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     assert (moved.backend, moved.role) == ("chroma", "target")
-    assert sorted(c.backend for c in comparisons(sink)) == ["chroma", "faiss"]
+    assert sorted(c.shadow_backend for c in comparisons(sink)) == ["chroma", "faiss"]
 
 
 def test_a_cutover_tenant_is_served_by_the_target_and_shadowed_on_the_primary(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     env = {"RETRIEVAL_CUTOVER_TENANTS": "globex", "FF_RETRIEVAL_DUAL_WRITE": "ON"}
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         moved = router.search("globex", query(stores, "globex"), 10)
         kept = router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     assert (moved.backend, moved.role) == ("chroma", "target")
     assert moved.hits == stores.chroma.search("globex", query(stores, "globex"), 10).hits
     assert (kept.backend, kept.role) == ("faiss", "primary")
-    assert sorted(c.backend for c in comparisons(sink)) == ["chroma", "faiss"]
+    assert sorted(c.shadow_backend for c in comparisons(sink)) == ["chroma", "faiss"]
     assert ("chroma", "primary", "ok") in reads(sink)  # role is primary|shadow: who served
 
 
-def test_swapped_settings_follow_the_store_kinds(stores: Stores, sink: RecordingSink) -> None:
+def test_swapped_settings_follow_the_store_kinds(stores: Stores, sink: RecordingMetrics) -> None:
     # runbook 001: the new backend becomes primary, the old one stays as target
     env = {"RETRIEVAL_BACKEND": "chroma", "RETRIEVAL_TARGET_BACKEND": "faiss"}
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         result = router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     assert (result.backend, result.role) == ("chroma", "primary")
-    assert [c.backend for c in comparisons(sink)] == ["faiss"]
+    assert [c.shadow_backend for c in comparisons(sink)] == ["faiss"]
 
 
 # -- input, trace ids, logs -----------------------------------------------------------------
 def test_bad_input_is_the_callers_error_with_no_fallback_and_no_shadow(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     env = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         for tenant, vector, k in [
             ("no spaces", query(stores), 10),
             ("acme", [1.0, 2.0], 10),  # the wrong dimension: the store refuses it
@@ -381,15 +393,28 @@ def test_a_routed_read_is_checked_once(stores: Stores, monkeypatch: pytest.Monke
         assert calls == Counter()
 
 
+def test_a_shadowed_read_is_checked_once_too(
+    stores: Stores, sink: RecordingMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shadow leg searches the other store with the router's `Query`, unchecked again."""
+    env = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}  # shadowed at rate 1.0 (SHADOW_ON)
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
+        calls = count_calls(monkeypatch, [values, base], CHECKS)
+        router.search("acme", query(stores), 5, filter={"lang": "en"})
+        assert router.executor.wait_idle()
+    assert len(comparisons(sink)) == 1  # the shadow did search
+    assert calls == Counter(dict.fromkeys(CHECKS, 1))
+
+
 def test_the_policy_is_asked_once_per_read(
-    stores: Stores, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+    stores: Stores, sink: RecordingMetrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_calls(monkeypatch, [router_module], ("plan",))
     singles = count_calls(
         monkeypatch, [policy], ("read_role", "shadow_role", "fallback_role", "write_plan")
     )
     env = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}  # shadowed (SHADOW_ON) and in step
-    with make_router(stores.faiss, stores.chroma, env, sink=sink) as router:
+    with make_router(stores.faiss, stores.chroma, env, metrics=sink) as router:
         router.search("acme", query(stores), 10)
         assert router.executor.wait_idle()
     assert calls == Counter(plan=1) and len(comparisons(sink)) == 1
@@ -435,14 +460,14 @@ def _wipe(url: str) -> None:
 
 
 def test_a_chroma_server_target_is_compared(
-    stores: Stores, chroma_server_url: str, tmp_path: Path, sink: RecordingSink
+    stores: Stores, chroma_server_url: str, tmp_path: Path, sink: RecordingMetrics
 ) -> None:
     _wipe(chroma_server_url)
     server = ChromaStore(chroma_server_url, Metric.COSINE)
     try:
         for page in stores.faiss.scan("acme"):
             server.upsert("acme", page)
-        with make_router(stores.faiss, server, sink=sink) as router:
+        with make_router(stores.faiss, server, metrics=sink) as router:
             for i in range(5):
                 router.search("acme", query(stores, i=i), 10)
             assert router.executor.wait_idle()

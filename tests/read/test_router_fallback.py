@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shadowswap.errors import StoreUnavailable
-from shadowswap.metrics import RecordingSink
 from shadowswap.testing.faults import FailingStore, FlappingStore, HangingStore
+from tests.metrics_helpers import RecordingMetrics
 from tests.router_helpers import Stores, load_stores, make_router
 
 DUAL_WRITE = {"FF_RETRIEVAL_DUAL_WRITE": "ON"}
@@ -24,21 +24,21 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink() -> RecordingMetrics:
+    return RecordingMetrics()
 
 
-def reads(sink: RecordingSink) -> list[tuple[str, str, str]]:
+def reads(sink: RecordingMetrics) -> list[tuple[str, str, str]]:
     return [(b, r, o) for b, r, o, _s in sink.of("read")]
 
 
 def test_a_failing_primary_falls_back_to_the_target_kept_in_step(
-    stores: Stores, sink: RecordingSink, caplog: pytest.LogCaptureFixture
+    stores: Stores, sink: RecordingMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="shadowswap")
     q = stores.queries["acme"][0]
     failing = FailingStore(stores.faiss, ops=["search"])
-    with make_router(failing, stores.chroma, DUAL_WRITE, sink=sink) as router:
+    with make_router(failing, stores.chroma, DUAL_WRITE, metrics=sink) as router:
         result = router.search("acme", q, 10, trace_id="trace-fb")
         assert router.executor.wait_idle()
     assert (result.backend, result.role, result.fallback) == ("chroma", "target", True)
@@ -52,11 +52,11 @@ def test_a_failing_primary_falls_back_to_the_target_kept_in_step(
 
 
 def test_without_dual_write_there_is_no_fallback_and_the_error_says_why(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     failing = FailingStore(stores.faiss, ops=["search"])
     with (
-        make_router(failing, stores.chroma, sink=sink) as router,
+        make_router(failing, stores.chroma, metrics=sink) as router,
         pytest.raises(StoreUnavailable, match="FF_RETRIEVAL_DUAL_WRITE") as caught,
     ):
         router.search("acme", stores.queries["acme"][0], 10)
@@ -74,22 +74,22 @@ def test_a_tenant_outside_the_dual_write_allowlist_has_no_fallback(stores: Store
         assert router.search("globex", stores.queries["globex"][0], 10).fallback
 
 
-def test_a_cutover_tenant_falls_back_to_the_primary(stores: Stores, sink: RecordingSink) -> None:
+def test_a_cutover_tenant_falls_back_to_the_primary(stores: Stores, sink: RecordingMetrics) -> None:
     env = {**DUAL_WRITE, "RETRIEVAL_CUTOVER_TENANTS": "acme"}
     failing = FailingStore(stores.chroma, ops=["search"])
-    with make_router(stores.faiss, failing, env, sink=sink) as router:
+    with make_router(stores.faiss, failing, env, metrics=sink) as router:
         result = router.search("acme", stores.queries["acme"][0], 10)
     assert (result.backend, result.role, result.fallback) == ("faiss", "primary", True)
     assert sink.of("fallback") == [("chroma", "faiss")]
 
 
 def test_a_hanging_primary_falls_back_once_the_read_deadline_passes(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     hanging = HangingStore(stores.faiss, ops=["search"])
     env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "500"}  # also the fallback's deadline
     try:
-        with make_router(hanging, stores.chroma, env, sink=sink) as router:
+        with make_router(hanging, stores.chroma, env, metrics=sink) as router:
             result = router.search("acme", stores.queries["acme"][0], 10)
             assert result.fallback and result.backend == "chroma"
             assert hanging.waiting == 1  # the hung call is left behind, the caller is not
@@ -100,12 +100,12 @@ def test_a_hanging_primary_falls_back_once_the_read_deadline_passes(
 
 
 def test_hung_reads_never_hold_more_threads_than_the_read_concurrency(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     hanging = HangingStore(stores.faiss, ops=["search"])
     env = {**DUAL_WRITE, "RETRIEVAL_READ_TIMEOUT_MS": "500"}  # also the fallback's deadline
     try:
-        with make_router(hanging, stores.chroma, env, sink=sink, read_concurrency=3) as router:
+        with make_router(hanging, stores.chroma, env, metrics=sink, read_concurrency=3) as router:
             for i in range(8):
                 assert router.search("acme", stores.queries["acme"][i], 5).fallback
             assert hanging.waiting == 3  # the rest failed fast: no slot, no new thread
@@ -128,10 +128,10 @@ def test_when_the_fallback_fails_too_the_error_names_both(stores: Stores) -> Non
 
 
 def test_a_flapping_primary_is_served_without_a_failed_request(
-    stores: Stores, sink: RecordingSink
+    stores: Stores, sink: RecordingMetrics
 ) -> None:
     flapping = FlappingStore(stores.faiss, ops=["search"], down=lambda n: n % 3 == 0)
-    with make_router(flapping, stores.chroma, DUAL_WRITE, sink=sink) as router:
+    with make_router(flapping, stores.chroma, DUAL_WRITE, metrics=sink) as router:
         results = [router.search("acme", q, 10) for q in stores.queries["acme"]]
         assert router.executor.wait_idle()
     assert sum(r.fallback for r in results) == flapping.failures > 0
@@ -168,8 +168,8 @@ def test_a_router_without_a_target_store_reports_it_when_asked_to_use_one(
     # acme's reads belong to the target, which this router has no store for: the read falls
     # back to the primary (kept in step by dual write) and the fallback is counted.
     env = {**DUAL_WRITE, "RETRIEVAL_CUTOVER_TENANTS": "acme"}
-    sink = RecordingSink()
-    with make_router(stores.faiss, None, env, sink=sink) as router:
+    sink = RecordingMetrics()
+    with make_router(stores.faiss, None, env, metrics=sink) as router:
         served = router.search("acme", stores.queries["acme"][0], 3)
         assert (served.backend, served.role, served.fallback) == ("faiss", "primary", True)
         assert sink.of("fallback") == [("chroma", "faiss")]

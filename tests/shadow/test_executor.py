@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from shadowswap.clock import FakeClock, SystemClock
-from shadowswap.metrics import RecordingSink
 from shadowswap.shadow.executor import ExecutorSizes, ShadowExecutor
+from tests.metrics_helpers import RecordingMetrics
 
 DEADLINE = 0.8
 
@@ -84,8 +84,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink() -> RecordingMetrics:
+    return RecordingMetrics()
 
 
 @pytest.fixture
@@ -96,10 +96,10 @@ def gate() -> Iterator[threading.Event]:
 
 
 def make(
-    sink: RecordingSink, clock: FakeClock, **sizes: int | float | None
+    sink: RecordingMetrics, clock: FakeClock, **sizes: int | float | None
 ) -> Iterator[ShadowExecutor]:
     executor = ShadowExecutor(
-        sink=sink,
+        metrics=sink,
         clock=clock,
         sizes=ExecutorSizes(**{"tick_s": None, **sizes}),  # type: ignore[arg-type]
     )
@@ -108,35 +108,35 @@ def make(
 
 
 @pytest.fixture
-def executor(sink: RecordingSink, clock: FakeClock) -> Iterator[ShadowExecutor]:
+def executor(sink: RecordingMetrics, clock: FakeClock) -> Iterator[ShadowExecutor]:
     yield from make(sink, clock)
 
 
 def test_an_answer_within_the_deadline_is_delivered(
-    executor: ShadowExecutor, clock: FakeClock, sink: RecordingSink
+    executor: ShadowExecutor, clock: FakeClock, sink: RecordingMetrics
 ) -> None:
     probe = Probe(clock, takes=0.3)
     assert executor.submit(probe, DEADLINE)
     assert executor.wait_idle()
     assert probe.outcomes == [("answered", "answer", pytest.approx(0.3))]
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
     assert executor.stats().answered == 1
 
 
 def test_an_answer_after_the_deadline_is_discarded_and_counted_as_timeout(
-    executor: ShadowExecutor, clock: FakeClock, sink: RecordingSink
+    executor: ShadowExecutor, clock: FakeClock, sink: RecordingMetrics
 ) -> None:
     probe = Probe(clock, takes=DEADLINE + 0.2)
     executor.submit(probe, DEADLINE)
     assert executor.wait_idle()
     assert [o[:2] for o in probe.outcomes] == [("timed_out", True)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
     stats = executor.stats()
     assert (stats.answered, stats.dropped_timeout) == (0, 1)
 
 
 def test_an_error_is_an_outcome_never_raised(
-    executor: ShadowExecutor, clock: FakeClock, sink: RecordingSink
+    executor: ShadowExecutor, clock: FakeClock, sink: RecordingMetrics
 ) -> None:
     boom = RuntimeError("target down")
     probe = Probe(clock, error=boom)
@@ -144,11 +144,11 @@ def test_an_error_is_an_outcome_never_raised(
     assert executor.wait_idle()
     assert probe.outcomes == [("failed", boom, 0.0)]
     assert executor.stats().failed == 1
-    assert sink.of("shadow_dropped") == []
+    assert sink.drops() == {"queue_full": 0, "timeout": 0}
 
 
 def test_a_full_queue_drops_at_once_with_reason_queue_full(
-    sink: RecordingSink, clock: FakeClock, gate: threading.Event
+    sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
     for executor in make(sink, clock, workers=1, queue_size=2):
         busy = Probe(gate=gate)
@@ -158,7 +158,7 @@ def test_a_full_queue_drops_at_once_with_reason_queue_full(
         assert all(executor.submit(p, DEADLINE) for p in queued)
         extra = Probe()
         assert executor.submit(extra, DEADLINE) is False
-        assert sink.of("shadow_dropped") == [("queue_full",)]
+        assert sink.drops() == {"queue_full": 1, "timeout": 0}
         gate.set()
         assert executor.wait_idle()
         assert [p.outcomes[0][0] for p in [busy, *queued]] == ["answered"] * 3
@@ -167,7 +167,7 @@ def test_a_full_queue_drops_at_once_with_reason_queue_full(
 
 
 def test_a_task_still_queued_at_its_deadline_is_dropped_without_being_run(
-    sink: RecordingSink, clock: FakeClock, gate: threading.Event
+    sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
     for executor in make(sink, clock, workers=1):
         busy = Probe(gate=gate)
@@ -182,11 +182,11 @@ def test_a_task_still_queued_at_its_deadline_is_dropped_without_being_run(
         assert executor.wait_idle()
         assert not waiting.called.is_set()
         assert busy.outcomes[0][0] == "answered"
-        assert sink.of("shadow_dropped") == [("timeout",)]
+        assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_a_task_found_expired_when_dequeued_is_not_run(
-    executor: ShadowExecutor, clock: FakeClock, sink: RecordingSink
+    executor: ShadowExecutor, clock: FakeClock, sink: RecordingMetrics
 ) -> None:
     # no sweep ran: the worker itself sees the deadline has passed when it takes the task
     late = Probe()
@@ -194,11 +194,11 @@ def test_a_task_found_expired_when_dequeued_is_not_run(
     assert executor.wait_idle()
     assert not late.called.is_set()
     assert [o[:2] for o in late.outcomes] == [("timed_out", False)]
-    assert sink.of("shadow_dropped") == [("timeout",)]
+    assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_a_hung_call_is_timed_out_at_its_deadline_and_its_late_answer_discarded(
-    sink: RecordingSink, clock: FakeClock, gate: threading.Event
+    sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
     for executor in make(sink, clock, workers=1, max_stuck=2):
         hung = Probe(gate=gate)
@@ -219,11 +219,11 @@ def test_a_hung_call_is_timed_out_at_its_deadline_and_its_late_answer_discarded(
         assert eventually(lambda: executor.stats().threads == 1)  # noqa: B023 - called at once
         assert [o[0] for o in hung.outcomes] == ["timed_out"]
         assert executor.stats().abandoned_now == 0
-        assert sink.of("shadow_dropped") == [("timeout",)]
+        assert sink.drops() == {"queue_full": 0, "timeout": 1}
 
 
 def test_threads_stay_bounded_when_the_target_never_returns(
-    sink: RecordingSink, clock: FakeClock, gate: threading.Event
+    sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
     workers, max_stuck, queue_size = 2, 3, 4
     for executor in make(sink, clock, workers=workers, max_stuck=max_stuck, queue_size=queue_size):
@@ -275,9 +275,11 @@ def test_a_failing_callback_does_not_stop_the_worker(
 
 
 def test_close_stops_accepting_and_forgets_queued_tasks(
-    sink: RecordingSink, clock: FakeClock, gate: threading.Event
+    sink: RecordingMetrics, clock: FakeClock, gate: threading.Event
 ) -> None:
-    executor = ShadowExecutor(sink=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None))
+    executor = ShadowExecutor(
+        metrics=sink, clock=clock, sizes=ExecutorSizes(workers=1, tick_s=None)
+    )
     busy = Probe(gate=gate)
     executor.submit(busy, DEADLINE)
     assert busy.called.wait(10)
@@ -316,10 +318,10 @@ def test_workers_run_at_a_lower_priority_than_the_caller(
 
 def test_every_accepted_task_has_exactly_one_outcome_with_the_real_watchdog() -> None:
     """Real clock, real watchdog thread, calls that race their deadlines."""
-    sink = RecordingSink()
+    sink = RecordingMetrics()
     rng = random.Random(5)
     executor = ShadowExecutor(
-        sink=sink,
+        metrics=sink,
         clock=SystemClock(),
         sizes=ExecutorSizes(workers=3, queue_size=8, max_stuck=2, tick_s=0.002),
     )

@@ -11,9 +11,10 @@ import pytrec_eval
 from ir_measures import P, nDCG
 
 from shadowswap import agreement_at_k, ndcg_at_k
-from shadowswap.metrics import Comparison
-from shadowswap.shadow.compare import as_comparison, measure
+from shadowswap.shadow.compare import measure
+from shadowswap.shadow.publish import ObservationMetrics
 from shadowswap.values import Hit
+from tests.metrics_helpers import RecordingMetrics, compared
 
 
 def _random_rankings(rng: random.Random) -> tuple[list[str], list[str], int]:
@@ -113,15 +114,19 @@ def test_score_delta_is_the_mean_over_shared_documents_and_latency_delta_is_sign
     assert none_shared.score_delta is None and none_shared.shared == 0
 
 
-def test_as_comparison_carries_the_measures_to_the_metrics() -> None:
+def test_the_observation_carries_the_measures_to_the_metrics() -> None:
     m = measure(_hits(["a", "b"]), _hits(["b", "c"]), primary_latency_s=0.1, shadow_latency_s=0.3)
-    c = as_comparison("chroma", 0.3, m)
-    assert c == Comparison(
-        backend="chroma",
-        latency_s=0.3,
-        agreement_at_5=0.5,
-        ndcg_at_10=m.ndcg_at_10,
-        score_delta=m.score_delta,
-        latency_delta_s=pytest.approx(0.2),  # type: ignore[arg-type]
-        mismatch=True,
-    )
+    metrics = RecordingMetrics()
+    ObservationMetrics(metrics).record(
+        compared("chroma", 0.3, m.agreement_at_5, m.ndcg_at_10, m.score_delta,
+                 m.latency_delta_s, m.mismatch, sample="0.25")
+    )  # fmt: skip
+    shadow = {"backend": "chroma", "sample": "0.25"}
+    assert metrics.value("retrieval_shadow_latency_seconds_sum", **shadow) == 0.3
+    assert metrics.value("retrieval_shadow_agreement_at_5_sum", k="5", **shadow) == 0.5
+    assert metrics.value("retrieval_shadow_ndcg_at_10_sum", k="10", **shadow) == m.ndcg_at_10
+    assert metrics.value("retrieval_dual_read_score_delta_sum", backend="chroma") == m.score_delta
+    assert metrics.value(
+        "retrieval_dual_read_latency_delta_seconds_sum", backend="chroma"
+    ) == pytest.approx(0.2)
+    assert metrics.value("retrieval_dual_read_mismatch_total", backend="chroma") == 1  # mismatch

@@ -7,11 +7,19 @@ from prometheus_client import CollectorRegistry
 
 from shadowswap.clock import FakeClock
 from shadowswap.errors import InvalidInput, StoreUnavailable
-from shadowswap.metrics import PrometheusSink, RecordingSink
+from shadowswap.metrics import Metrics
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.sync.continuous import parse_duration, run_every
 from shadowswap.sync.reconcile import Reconcile, ReconcileReport
+from tests.metrics_helpers import RecordingMetrics
 from tests.sync.conftest import corpus
+
+
+def scraped_drift(metrics: RecordingMetrics) -> tuple[float, ...] | None:
+    """``retrieval_reconcile_drift`` (missing, extra, stale) as a scrape reads it."""
+    kinds = [metrics.registry.get_sample_value("retrieval_reconcile_drift", {**metrics.base,
+             "kind": kind}) for kind in ("missing", "extra", "stale")]  # fmt: skip
+    return None if kinds[0] is None else tuple(k or 0.0 for k in kinds)
 
 
 @pytest.mark.parametrize(
@@ -55,11 +63,14 @@ def test_the_loop_runs_on_schedule_and_exports_totals() -> None:
             stop.stopped = True
         return Reconcile(source, replica, clock=clock).run()
 
-    sink = RecordingSink()
-    summary = run_every(60.0, once, clock=clock, stop=stop, sink=sink)
+    sink, drifts = RecordingMetrics(), []
+    summary = run_every(
+        60.0, once, clock=clock, stop=stop, metrics=sink,
+        on_report=lambda _r: drifts.append(scraped_drift(sink)),
+    )  # fmt: skip
     assert starts == [0.0, 60.0, 120.0]  # aligned on the first start, not pushed back
     assert summary.runs == 3 and summary.failed_runs == 0
-    assert sink.of("drift") == [(7, 2, 0), (7, 2, 0), (0, 2, 0)]
+    assert drifts == [(7, 2, 0), (7, 2, 0), (0, 2, 0)]
 
 
 def test_a_run_longer_than_the_interval_skips_to_the_next_start() -> None:
@@ -71,7 +82,7 @@ def test_a_run_longer_than_the_interval_skips_to_the_next_start() -> None:
         clock.advance(150.0)
         return Reconcile(MemoryStore(), MemoryStore(), clock=clock).run()
 
-    run_every(60.0, once, clock=clock, stop=StopAfterRuns(), sink=RecordingSink(), max_runs=3)
+    run_every(60.0, once, clock=clock, stop=StopAfterRuns(), metrics=RecordingMetrics(), max_runs=3)
     assert starts == [0.0, 180.0, 360.0]
 
 
@@ -85,10 +96,14 @@ def test_a_failing_run_is_logged_and_the_loop_goes_on() -> None:
             raise StoreUnavailable("chroma", "scan", "down")
         return Reconcile(MemoryStore(), MemoryStore(), clock=clock).run()
 
-    sink = RecordingSink()
-    summary = run_every(10.0, once, clock=clock, stop=StopAfterRuns(), sink=sink, max_runs=2)
-    assert (summary.runs, summary.failed_runs) == (2, 1)
-    assert sink.of("drift") == [(0, 0, 0)]  # the failed run exported nothing
+    sink = RecordingMetrics()
+    assert scraped_drift(sink) is None  # no run yet: no series
+    summary = run_every(10.0, once, clock=clock, stop=StopAfterRuns(), metrics=sink, max_runs=1)
+    assert (summary.runs, summary.failed_runs) == (1, 1)
+    assert scraped_drift(sink) is None  # the failed run exported nothing
+    summary = run_every(10.0, once, clock=clock, stop=StopAfterRuns(), metrics=sink, max_runs=1)
+    assert (summary.runs, summary.failed_runs) == (1, 0)
+    assert scraped_drift(sink) == (0, 0, 0)
 
 
 def test_a_stop_during_the_wait_ends_it_within_a_slice() -> None:
@@ -103,14 +118,14 @@ def test_a_stop_during_the_wait_ends_it_within_a_slice() -> None:
         lambda: Reconcile(MemoryStore(), MemoryStore(), clock=clock).run(),
         clock=clock,
         stop=StopAt(),
-        sink=RecordingSink(),
+        metrics=RecordingMetrics(),
     )
     assert summary.runs == 1 and clock.monotonic() == 5.0
 
 
 def test_the_prometheus_gauge_has_one_series_per_kind_not_per_tenant() -> None:
     registry = CollectorRegistry()
-    sink = PrometheusSink(
+    sink = Metrics(
         registry, env="local", shadow_version="dev", sample="0.25", app_version="0",
         primary="faiss", target="chroma",
     )  # fmt: skip
@@ -120,7 +135,7 @@ def test_the_prometheus_gauge_has_one_series_per_kind_not_per_tenant() -> None:
     clock = FakeClock()
     run_every(
         1.0, lambda: Reconcile(source, MemoryStore(), clock=clock).run(), clock=clock,
-        stop=StopAfterRuns(), sink=sink, max_runs=1,
+        stop=StopAfterRuns(), metrics=sink, max_runs=1,
     )  # fmt: skip
     labels = {"env": "local", "shadow_version": "dev"}
     assert (
@@ -137,10 +152,15 @@ def test_with_repair_the_metrics_show_what_was_found_and_the_result_what_is_left
     source, replica = MemoryStore(), MemoryStore()
     source.upsert("a", corpus("a", 5))
     reports: list[ReconcileReport] = []
-    sink = RecordingSink()
+    sink, drifts = RecordingMetrics(), []
+
+    def seen(report: ReconcileReport) -> None:
+        reports.append(report)
+        drifts.append(scraped_drift(sink))
+
     run_every(
         60.0, lambda: Reconcile(source, replica, repair=True, clock=clock).run(), clock=clock,
-        stop=StopAfterRuns(), sink=sink, on_report=reports.append, max_runs=2,
+        stop=StopAfterRuns(), metrics=sink, on_report=seen, max_runs=2,
     )  # fmt: skip
-    assert sink.of("drift") == [(5, 0, 0), (0, 0, 0)]  # the first run found 5 (and fixed them)
+    assert drifts == [(5, 0, 0), (0, 0, 0)]  # the first run found 5 (and fixed them)
     assert [r.drift for r in reports] == [0, 0] and reports[0].found.missing == 5

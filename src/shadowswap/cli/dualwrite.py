@@ -20,7 +20,7 @@ from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.clock import SystemClock
 from shadowswap.dualwrite.outbox_url import open_outbox
 from shadowswap.dualwrite.replay import DryRun, OpenStores, Replayer, ReplayReport
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import load_settings
 
 MaxItems = Annotated[
@@ -67,7 +67,7 @@ def replay_outbox_cmd(
     outbox = open_outbox(settings.outbox_url)
     stores = OpenStores(settings)
     try:
-        replayer = Replayer(outbox, stores, settings, NullSink(), SystemClock())
+        replayer = Replayer(outbox, stores, settings, Metrics.null(), SystemClock())
         if dry_run:
             _show_dry_run(replayer.dry_run(max_items=max_items), max_items, as_json)
             return

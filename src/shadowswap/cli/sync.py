@@ -25,7 +25,7 @@ from shadowswap.clock import SystemClock
 from shadowswap.errors import ConfigError, InvalidInput
 from shadowswap.metrics import new_registry, serve_metrics
 from shadowswap.policy import Role, plan
-from shadowswap.runtime import prometheus_sink
+from shadowswap.runtime import metrics_for
 from shadowswap.settings.config import KINDS, Settings, load_settings
 from shadowswap.stores import BaseStore, open_store
 from shadowswap.sync.backfill import DEFAULT_BATCH as BACKFILL_BATCH
@@ -298,7 +298,7 @@ def _continuous(
     as_json: bool,
 ) -> None:
     registry = new_registry()
-    sink = prometheus_sink(settings, registry)
+    metrics = metrics_for(settings, registry)
     stop_server = None
     if metrics_port is not None:
         try:
@@ -318,7 +318,7 @@ def _continuous(
             typer.echo(_one_line(report))
 
     try:
-        run_every(interval, once, clock=SystemClock(), stop=stop, sink=sink, on_report=render)
+        run_every(interval, once, clock=SystemClock(), stop=stop, metrics=metrics, on_report=render)
     finally:
         if stop_server is not None:
             stop_server()

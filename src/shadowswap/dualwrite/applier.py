@@ -33,12 +33,12 @@ from collections.abc import Callable, Mapping
 
 from shadowswap.clock import Clock
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
-from shadowswap.dualwrite.figures import OutboxFigures
+from shadowswap.dualwrite.figures import OutboxSampler
 from shadowswap.dualwrite.logfields import describe
 from shadowswap.dualwrite.outbox import Item, Outbox
 from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import SettingsSource
 from shadowswap.stores.base import VectorStore
 
@@ -63,9 +63,9 @@ class Applier:
         stores: Mapping[str, VectorStore],
         settings: SettingsSource,
         breaker: Breaker,
-        sink: MetricsSink,
+        sink: Metrics,
         clock: Clock,
-        figures: OutboxFigures,
+        figures: OutboxSampler,
         *,
         owner: str,
         max_batch_items: int = 100,

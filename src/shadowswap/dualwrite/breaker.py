@@ -6,8 +6,8 @@ every concurrent call through instead of exactly one trial; and it wraps calls
 (``breaker.call(fn)``) while the dual writer must ask *before* a write and report *after* a
 deadline it runs itself, from another thread. Wrapping it would keep none of its code. What
 we keep from it: the state lives behind a small storage boundary (`BreakerStorage`) so that
-several processes could share one breaker, and listeners (here the `MetricsSink` and a log
-line) keep metrics out of the core.
+several processes could share one breaker, and listeners (here a state listener, the metrics'
+`shadowswap.metrics.Metrics.breaker_state`, and a log line) keep metrics out of the core.
 
 One transition function, `step`, and this table (``tests/dualwrite/test_breaker.py`` checks
 every row). ``n`` is the count of consecutive failures, ``W`` the window, ``T`` the threshold,
@@ -37,13 +37,15 @@ change of state (a slow write that outlived its deadline) changes nothing. ``T``
 are passed with every event (`BreakerConfig`), so an edited env file applies at once.
 
 >>> from shadowswap.clock import FakeClock
->>> from shadowswap.metrics import NullSink
->>> breaker = Breaker(FakeClock(), NullSink())
+>>> states = []
+>>> breaker = Breaker(FakeClock(), states.append)
 >>> config = BreakerConfig(threshold=1, window_s=30)
 >>> ticket = breaker.attempt(config)
 >>> breaker.record(ticket, ok=False, config=config)
 >>> breaker.state
 <State.OPEN: 'open'>
+>>> states
+['closed', 'open']
 """
 
 from __future__ import annotations
@@ -51,11 +53,11 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from shadowswap.clock import Clock
-from shadowswap.metrics import MetricsSink
 
 log = logging.getLogger("shadowswap.dualwrite.breaker")
 
@@ -158,21 +160,22 @@ class MemoryBreakerStorage:
 
 
 class Breaker:
-    """Asks `step` and keeps the result in its storage; reports state changes to the sink
-    (``retrieval_dual_write_breaker_state``) and the log."""
+    """Asks `step` and keeps the result in its storage; reports its state to ``listener``
+    (the state's name: once when built, then at every change; the runtime passes
+    `shadowswap.metrics.Metrics.breaker_state`) and its changes to the log."""
 
     def __init__(
         self,
         clock: Clock,
-        sink: MetricsSink,
+        listener: Callable[[str], None],
         storage: BreakerStorage | None = None,
         name: str = "dual_write",
     ) -> None:
         self._clock = clock
-        self._sink = sink
+        self._listener = listener
         self._storage = storage or MemoryBreakerStorage()
         self.name = name
-        sink.breaker_state(self._storage.load().state.value)
+        listener(self._storage.load().state.value)
 
     @property
     def state(self) -> State:
@@ -204,7 +207,7 @@ class Breaker:
             if new == old or self._storage.swap(old, new):
                 break
         if new.state is not old.state:
-            self._sink.breaker_state(new.state.value)
+            self._listener(new.state.value)
             log.log(
                 logging.WARNING if new.state is State.OPEN else logging.INFO,
                 "circuit breaker %s -> %s",

@@ -57,7 +57,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import Settings, SettingsSource, StaticSettings
 from shadowswap.stores import open_store
 from shadowswap.stores.base import VectorStore
@@ -179,7 +179,7 @@ class Replayer:
         outbox: Outbox,
         stores: StoreOpener,
         settings: Settings | SettingsSource,
-        sink: MetricsSink,
+        sink: Metrics,
         clock: Clock,
         *,
         owner: str | None = None,
@@ -280,7 +280,7 @@ class Replayer:
         )
 
     def _report(self, stats: OutboxStats) -> None:
-        self._sink.outbox_size(stats.size, stats.oldest_age_s(self._clock.now()))
+        self._sink.outbox_sampled(stats.size, stats.oldest_age_s(self._clock.now()))
 
     # -- one claim ------------------------------------------------------------------------
     def _process(self, items: Sequence[Item], tally: _Tally, settings: Settings) -> None:

@@ -66,10 +66,10 @@ the outbox, so the hash is the one both stores hold: the idempotency key
 
 Metrics: ``dual_write_error`` for each write whose deferred apply failed (or whose change could
 not be recorded), ``dual_write_skipped("circuit_open")`` for each write the breaker refused,
-the outbox size and oldest age after every append and applied batch (and on demand,
-`DualWriter.refresh_metrics`, for ``/metrics``), and drops by reason, taken from the outbox's
-stored totals so that drops made by another process (a replay expiring items) count too
-(`shadowswap.dualwrite.figures`, shared with the applier).
+and the outbox size and oldest age after every append and applied batch, for listeners (the
+rehearsal's timeline). The exposition reads the outbox's stored figures at scrape time
+(`DualWriter.outbox_stats`), so size and drops made by another process (a replay expiring
+items) show too.
 """
 
 from __future__ import annotations
@@ -88,11 +88,11 @@ from typing import Literal
 from shadowswap.clock import Clock
 from shadowswap.dualwrite.applier import Applier
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
-from shadowswap.dualwrite.figures import OutboxFigures
+from shadowswap.dualwrite.figures import OutboxSampler
 from shadowswap.dualwrite.logfields import error_fields
 from shadowswap.dualwrite.outbox import Appended, Change, Item, Key, Op, Outbox, OutboxStats
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 from shadowswap.policy import Role, plan
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.similarity import Metric
@@ -139,17 +139,17 @@ class DualWriter:
     >>> from shadowswap.clock import SystemClock
     >>> from shadowswap.settings.config import StaticSettings, load_settings
     >>> from shadowswap.dualwrite import Breaker, SqliteOutbox
-    >>> from shadowswap.metrics import NullSink
+    >>> from shadowswap.metrics import Metrics
     >>> from shadowswap.stores.faiss import FaissStore
     >>> from shadowswap.stores.memory import MemoryStore
     >>> settings = StaticSettings(load_settings(environ={
     ...     "RETRIEVAL_BACKEND": "memory", "RETRIEVAL_TARGET_BACKEND": "faiss",
     ...     "FF_RETRIEVAL_DUAL_WRITE": "ON"}))
-    >>> clock, sink = SystemClock(), NullSink()
+    >>> clock, sink = SystemClock(), Metrics.null()
     >>> target = FaissStore(tempfile.mkdtemp())
     >>> outbox = SqliteOutbox(Path(tempfile.mkdtemp()) / "outbox.sqlite3")
     >>> writer = DualWriter(MemoryStore(), target, settings, outbox,
-    ...                     Breaker(clock, sink), sink, clock)
+    ...                     Breaker(clock, sink.breaker_state), sink, clock)
     >>> writer.upsert("acme", [Document("acme", "a", [1.0, 0.0])]).outcome
     'deferred'
     >>> writer.flush(5.0), target.count("acme")
@@ -164,7 +164,7 @@ class DualWriter:
         settings: SettingsSource,
         outbox: Outbox,
         breaker: Breaker,
-        sink: MetricsSink,
+        sink: Metrics,
         clock: Clock,
         *,
         lease_s: float = 60.0,
@@ -193,7 +193,7 @@ class DualWriter:
         self._lease_s = lease_s
         self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualwrite-direct")
-        self._figures = OutboxFigures(sink, clock)
+        self._figures = OutboxSampler(sink, clock)
         self._applier = Applier(
             outbox, self._by_kind, settings, breaker, sink, clock, self._figures,
             owner=self.owner, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items,
@@ -275,10 +275,10 @@ class DualWriter:
         or left for replay-outbox); False on timeout. For tests and graceful shutdown."""
         return self._applier.flush(timeout_s)
 
-    def refresh_metrics(self) -> OutboxStats:
-        """Expire old items and report the stored outbox size, oldest age and drops (also
-        those made by other processes). For ``/metrics`` and ``/status``; raises
-        `shadowswap.errors.StoreError` when the outbox cannot be read."""
+    def outbox_stats(self) -> OutboxStats:
+        """Expire old items, then the stored outbox size, oldest age and drops (also those
+        made by other processes). Read by ``/metrics`` at scrape time and by ``/status``;
+        raises `shadowswap.errors.StoreError` when the outbox cannot be read."""
         settings = self._settings.current()
         expired = self._outbox.expire(now=self._clock.now(), ttl_s=settings.outbox_ttl_s)
         _log_expired(expired, settings)

@@ -269,7 +269,7 @@ def registry_series(registry: CollectorRegistry) -> list[Series]:
 def evidence_from_registry(
     registry: CollectorRegistry, *, env: str | None = None, backend: str | None = None
 ) -> Evidence:
-    """Evidence from a `shadowswap.metrics.PrometheusSink`'s registry, in process (the
+    """Evidence from a `shadowswap.metrics.Metrics`' registry, in process (the
     rehearsal, tests): the same series Prometheus would scrape, since the process started."""
     return evidence_from_series(
         registry_series(registry), env=env, backend=backend, source="registry"

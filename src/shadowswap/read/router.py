@@ -34,14 +34,14 @@ The caller always gets the serving backend's answer unchanged, in a `RoutedResul
 >>> import random
 >>> from shadowswap.clock import SystemClock
 >>> from shadowswap.settings.config import StaticSettings, load_settings
->>> from shadowswap.metrics import NullSink
+>>> from shadowswap.metrics import Metrics
 >>> from shadowswap.stores.memory import MemoryStore
 >>> from shadowswap.values import Document
 >>> store = MemoryStore()
 >>> _ = store.upsert("acme", [Document("acme", "a", [1.0, 0.0])])
 >>> router = Router(primary=store, target=None,
 ...                 settings=StaticSettings(load_settings(environ={"RETRIEVAL_BACKEND": "memory"})),
-...                 sink=NullSink(), clock=SystemClock(), rng=random.Random(0))
+...                 metrics=Metrics.null(), clock=SystemClock(), rng=random.Random(0))
 >>> router.search("acme", [1.0, 0.0], k=1).hits[0].doc_id
 'a'
 >>> router.close()
@@ -57,12 +57,13 @@ from dataclasses import dataclass
 
 from shadowswap.clock import Clock
 from shadowswap.errors import InvalidInput, StoreError, StoreUnavailable
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 from shadowswap.policy import Plan, Role, plan
 from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecutor
 from shadowswap.shadow.observations import ObservationSink
+from shadowswap.shadow.publish import ObservationMetrics
 from shadowswap.shadow.read import LogLimiter, ShadowRead
 from shadowswap.stores.base import VectorStore, search_store
 from shadowswap.values import Filter, Hit, Query, SearchResult, VectorLike
@@ -153,7 +154,7 @@ class Router:
         primary: VectorStore,
         target: VectorStore | None,
         settings: SettingsSource,
-        sink: MetricsSink,
+        metrics: Metrics,
         clock: Clock,
         rng: random.Random,
         shadow: ShadowExecutor | ExecutorSizes | None = None,
@@ -161,10 +162,13 @@ class Router:
         read_concurrency: int = DEFAULT_READ_CONCURRENCY,
     ) -> None:
         self._settings = settings
-        self._sink = sink
+        self._metrics = metrics
         self._clock = clock
         self._rng = rng
-        self._observations = observations
+        # every shadow observation goes to the metrics, and to the log when there is one
+        self._sinks: tuple[ObservationSink, ...] = (ObservationMetrics(metrics),) + (
+            (observations,) if observations is not None else ()
+        )
         self._primary = _Backend(primary, Bulkhead(f"{primary.kind}-primary", read_concurrency))
         self._target = (
             None
@@ -174,7 +178,9 @@ class Router:
         if isinstance(shadow, ShadowExecutor):
             self._executor, self._owns_executor = shadow, False
         else:
-            self._executor = ShadowExecutor(sink=sink, clock=clock, sizes=shadow, name="shadow")
+            self._executor = ShadowExecutor(
+                metrics=metrics, clock=clock, sizes=shadow, name="shadow"
+            )
             self._owns_executor = True
         self._limiter = LogLimiter(clock)
         self._warned: set[tuple[str, str]] = set()
@@ -272,17 +278,17 @@ class Router:
             else:
                 answer, took = timed()
         except StoreError as exc:
-            self._sink.read(kind, "primary", "error", clock.monotonic() - t0)
+            self._metrics.read(kind, "primary", "error", clock.monotonic() - t0)
             raise _Failed(kind, f"{type(exc).__name__}: {exc}") from exc
         except TimeoutError as exc:
-            self._sink.read(kind, "primary", "timeout", clock.monotonic() - t0)
+            self._metrics.read(kind, "primary", "timeout", clock.monotonic() - t0)
             raise _Failed(
                 kind, f"no answer within RETRIEVAL_READ_TIMEOUT_MS={settings.read_timeout_ms}"
             ) from exc
         except BulkheadFull as exc:
-            self._sink.read(kind, "primary", "timeout", clock.monotonic() - t0)
+            self._metrics.read(kind, "primary", "timeout", clock.monotonic() - t0)
             raise _Failed(kind, f"{exc} (earlier reads have not returned)") from exc
-        self._sink.read(kind, "primary", "ok", took)
+        self._metrics.read(kind, "primary", "ok", took)
         return kind, answer, took
 
     def _fall_back(self, settings: Settings, failure: _Failed, request: _Request) -> RoutedResult:
@@ -306,7 +312,7 @@ class Router:
             "falling back",
             extra={**ids, "from": failure.kind, "to": to_kind, "reason": failure.reason},
         )
-        self._sink.fallback(failure.kind, to_kind)
+        self._metrics.fallback(failure.kind, to_kind)
         try:
             kind, answer, _took = self._read(settings, to_role, request)
         except _Failed as second:
@@ -336,26 +342,23 @@ class Router:
         try:
             backend = self._backend(shadow, request.plan.kind(shadow))
         except _Failed as missing:
-            self._sink.shadow_error(missing.kind)
+            self._metrics.shadow_error(missing.kind)
             self._limiter.warning(
                 "shadow read not possible",
                 {"tenant": request.tenant, "trace_id": request.trace_id, "reason": missing.reason},
             )
             return
         task = ShadowRead(
-            tenant=request.tenant,
+            request=request.query,
             trace_id=request.trace_id,
-            query=request.query.vector,
-            k=request.query.k,
-            filter=request.query.filter,
             store=backend.store,
             shadow_backend=backend.kind,
             primary_backend=kind,
             primary=answer,
             primary_latency_s=took,
             sample=settings.shadow_sample_rate_text,
-            sink=self._sink,
-            observations=self._observations,
+            metrics=self._metrics,
+            sinks=self._sinks,
             clock=self._clock,
             limiter=self._limiter,
         )

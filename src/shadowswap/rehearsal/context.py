@@ -23,7 +23,7 @@ from shadowswap.rehearsal.data import Dataset
 from shadowswap.rehearsal.display import Display
 from shadowswap.rehearsal.ledger import Ledger
 from shadowswap.rehearsal.options import RehearsalOptions
-from shadowswap.rehearsal.timeline import TimelineSink
+from shadowswap.rehearsal.timeline import Timeline
 from shadowswap.rehearsal.traffic import ReadBatch
 from shadowswap.rehearsal.workload import LiveWriter
 from shadowswap.rehearsal.workspace import Workspace
@@ -75,7 +75,7 @@ class Context:
     source: EnvFileSettings
     environ: dict[str, str]
     runtime: Runtime
-    timeline: TimelineSink
+    timeline: Timeline
     ledger: Ledger
     writer: LiveWriter
     mover: PhaseMover
@@ -187,7 +187,7 @@ class Context:
                 self.runtime.outbox,
                 stores.__getitem__,
                 self.settings,
-                self.timeline,
+                self.runtime.metrics,
                 self.clock,
                 owner=f"rehearsal-replay:{id(self)}",
                 **options,

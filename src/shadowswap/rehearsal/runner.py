@@ -30,7 +30,7 @@ from shadowswap.rehearsal.ledger import Ledger
 from shadowswap.rehearsal.options import RehearsalOptions
 from shadowswap.rehearsal.report import CutoverBar, ReportInputs, write_reports
 from shadowswap.rehearsal.result import RehearsalResult, StepRecord
-from shadowswap.rehearsal.timeline import TimelineSink
+from shadowswap.rehearsal.timeline import Timeline
 from shadowswap.rehearsal.workload import LiveWriter
 from shadowswap.rehearsal.workspace import (
     EMBEDDED,
@@ -42,7 +42,7 @@ from shadowswap.rehearsal.workspace import (
 )
 from shadowswap.rollout.journal import Journal
 from shadowswap.rollout.moves import PhaseMover
-from shadowswap.runtime import build_runtime, prometheus_sink
+from shadowswap.runtime import build_runtime, metrics_for
 from shadowswap.settings.config import load_settings
 from shadowswap.settings.live import EnvFileSettings
 from shadowswap.settings.phase import classify
@@ -206,10 +206,11 @@ def _open(options: RehearsalOptions, ws: Workspace, display: Display, clock: Clo
         opened.append(target)
         dataset = _dataset(options, primary)
         faulty = FlappingStore(target)
-        timeline = TimelineSink(prometheus_sink(settings, CollectorRegistry()), clock)
+        metrics, timeline = metrics_for(settings, CollectorRegistry()), Timeline(clock)
+        metrics.listen(timeline.hear)
         runtime = build_runtime(
             source,
-            sink=timeline,
+            metrics=metrics,
             clock=clock,
             rng=random.Random(options.seed),
             primary=primary,

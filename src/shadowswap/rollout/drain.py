@@ -25,7 +25,7 @@ from shadowswap.clock import SystemClock
 from shadowswap.dualwrite.outbox_url import existing_outbox, open_outbox
 from shadowswap.dualwrite.replay import OpenStores, Replayer, ReplayReport
 from shadowswap.errors import ShadowswapError
-from shadowswap.metrics import NullSink
+from shadowswap.metrics import Metrics
 from shadowswap.settings.config import Settings
 
 
@@ -67,7 +67,7 @@ class OutboxDrain:
         outbox = open_outbox(settings.outbox_url)
         stores = OpenStores(settings)
         try:
-            replayer = Replayer(outbox, stores, settings, NullSink(), SystemClock())
+            replayer = Replayer(outbox, stores, settings, Metrics.null(), SystemClock())
             report = replayer.run(max_items=settings.outbox_max)
         finally:
             stores.close()

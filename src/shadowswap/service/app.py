@@ -64,7 +64,6 @@ from shadowswap.service.models import (
 from shadowswap.service.routing import JsonBodyRoute
 from shadowswap.service.status import StatusReporter
 from shadowswap.settings.live import EnvFileSettings
-from shadowswap.settings.phase import classify
 from shadowswap.values import Document, Query, to_vector
 
 log = logging.getLogger("shadowswap.service")
@@ -255,11 +254,6 @@ def create_app(
         summary="Prometheus exposition of the CONTRACT §2 metrics.",
     )
     def metrics() -> Response:
-        try:
-            runtime.writer.refresh_metrics()  # outbox figures changed by other processes
-        except ShadowswapError as exc:
-            log.warning("outbox metrics not refreshed", extra={"error": str(exc)})
-        runtime.sink.phase(classify(runtime.settings.current()).name)
         registry = registry_for_metrics() if registry_for_metrics else runtime.registry
         body = generate_latest(registry) if registry is not None else b""
         return Response(body, media_type=CONTENT_TYPE_LATEST)

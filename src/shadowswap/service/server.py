@@ -38,7 +38,8 @@ from prometheus_client import CollectorRegistry, multiprocess
 from shadowswap import __version__
 from shadowswap.errors import ConfigError
 from shadowswap.logs import configure_logging
-from shadowswap.runtime import Runtime, build_runtime, prometheus_sink
+from shadowswap.metrics import Metrics
+from shadowswap.runtime import Runtime, build_runtime, metrics_for
 from shadowswap.service.app import create_app
 from shadowswap.service.auth import OPEN, Authenticator, KeyRing
 from shadowswap.service.tracing import install_context_filter
@@ -118,21 +119,21 @@ def build_service(
     settings = load_settings(env_file)
     auth = authenticator(settings)
     registry = CollectorRegistry()
-    sink = prometheus_sink(settings, registry)
+    metrics = metrics_for(settings, registry)
     env_source: EnvFileSettings | None = None
     source: SettingsSource
     if settings.env_file:
-        env_source = EnvFileSettings(settings.env_file, sink=sink)
+        env_source = EnvFileSettings(settings.env_file)
         source = env_source
     else:
         source = StaticSettings(settings)
     try:
-        runtime = build_runtime(source, registry=registry, sink=sink)
+        runtime = build_runtime(source, registry=registry, metrics=metrics)
     except BaseException:
         if env_source is not None:
             env_source.close()
         raise
-    gather = _multiprocess_registry if multiprocess else None
+    gather = (lambda: _multiprocess_registry(metrics)) if multiprocess else None
     app = create_app(
         runtime,
         auth=auth,
@@ -143,9 +144,12 @@ def build_service(
     return Service(app, runtime, settings, env_source, auth)
 
 
-def _multiprocess_registry() -> CollectorRegistry:
+def _multiprocess_registry(metrics: Metrics) -> CollectorRegistry:
+    """Every worker's instruments (prometheus_client's files), and the values read at scrape
+    time by this worker (outbox, phase), which every worker reads from the same owners."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(metrics.scraped)
     return registry
 
 

@@ -151,7 +151,7 @@ class StatusReporter:
     def _outbox(self) -> dict[str, Any]:
         location = mask_secrets(self.runtime.outbox.location)
         try:
-            stats = self.runtime.writer.refresh_metrics()
+            stats = self.runtime.writer.outbox_stats()
         except ShadowswapError as exc:
             return {"location": location, "error": str(exc)}
         age = stats.oldest_age_s(self.runtime.clock.now())

@@ -35,7 +35,6 @@ from typing import Any
 
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import ConfigError
-from shadowswap.metrics import MetricsSink, NullSink
 from shadowswap.settings.config import Settings, gather, load_settings, read_env_file
 from shadowswap.settings.phase import classify
 
@@ -57,13 +56,11 @@ class EnvFileSettings:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         poll_interval_s: float = 1.0,
-        sink: MetricsSink | None = None,
     ) -> None:
         self._path = Path(env_file)
         self._environ = environ
         self._clock = clock or SystemClock()
         self._interval = poll_interval_s
-        self._sink = sink or NullSink()
         self._lock = threading.Lock()
         self._look_now = threading.Event()
         self._stop = threading.Event()
@@ -75,7 +72,6 @@ class EnvFileSettings:
         self._reported: bytes | None = None
         self.reloads = 0
         self.last_error: str | None = None
-        self._sink.phase(classify(self._settings).name)
         self._warn_overridden()
 
     @property
@@ -142,7 +138,6 @@ class EnvFileSettings:
         before, after = old.as_env(mask=True), new.as_env(mask=True)
         changed = {k: [before[k], after[k]] for k in raw_after if raw_before[k] != raw_after[k]}
         was, now = classify(old), classify(new)
-        self._sink.phase(now.name)
         log.info(
             "settings reloaded",
             extra={

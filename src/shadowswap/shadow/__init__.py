@@ -3,12 +3,17 @@ the caller's thread and within a deadline, and the two answers are compared.
 
     compare.py       the measures of one comparison (agreement@5, nDCG@10, deltas), pure
     executor.py      bounded queue + bounded workers + deadline watchdog
-    read.py          one shadow read: search the shadow backend, publish what it showed
-    observations.py  observation records, the JSON-lines log, reading it back
+    read.py          one shadow read: search the shadow backend, make one Observation
+    observations.py  the observation record, the JSON-lines log, reading it back
+    publish.py       an observation published to the metrics (the log is the other sink)
     offline.py       ``shadowswap compare``: a file of queries against both backends
 
+Each shadow read makes one `Observation` and publishes it to its sinks: the metrics
+(`ObservationMetrics`) and, when ``RETRIEVAL_OBSERVATIONS_DIR`` is set, the JSON-lines log.
+
 The router (`shadowswap.read.router.Router`) decides which reads are shadowed; docs/shadow-read.md
-describes the whole.
+describes the whole. This package may import the stores, the settings and the foundation
+modules (metrics, values, clock, ...), never the read path or anything above it.
 """
 
 from shadowswap.shadow.compare import Measures, measure
@@ -21,6 +26,7 @@ from shadowswap.shadow.observations import (
     observation_log,
     read_observations,
 )
+from shadowswap.shadow.publish import ObservationMetrics
 
 __all__ = [
     "ExecutorSizes",
@@ -29,6 +35,7 @@ __all__ = [
     "Measures",
     "MemoryObservations",
     "Observation",
+    "ObservationMetrics",
     "ObservationSink",
     "ShadowExecutor",
     "measure",

@@ -1,7 +1,8 @@
 """What one shadow comparison measures: pure functions over two answers to the same query.
 
-The same code serves the live shadow (`shadowswap.shadow.task`) and the offline
-``shadowswap compare`` (`shadowswap.shadow.offline`), so both report the same numbers.
+The same code serves the live shadow (`shadowswap.shadow.read`, which puts the measures in its
+one `shadowswap.shadow.observations.Observation`) and the offline ``shadowswap compare``
+(`shadowswap.shadow.offline`), so both report the same numbers.
 
 agreement@5     `shadowswap.shadow.ranking.agreement_at_k` at cut-off ``c = min(5, n)``, where ``n``
                 is the length of the longer of the two answers (each at most the ``k`` the
@@ -22,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shadowswap.metrics import Comparison
 from shadowswap.shadow.ranking import agreement_at_k, ndcg_at_k
 from shadowswap.values import Hit
 
@@ -72,21 +72,4 @@ def measure(
         shared=len(deltas),
         latency_delta_s=shadow_latency_s - primary_latency_s,
         mismatch=agreement < 1.0,
-    )
-
-
-def as_comparison(
-    shadow_backend: str, shadow_latency_s: float, m: Measures, sample: str | None = None
-) -> Comparison:
-    """The subset of the measures `shadowswap.metrics.MetricsSink` publishes; ``sample`` is
-    the sample rate in effect (the ``sample`` label follows an edited env file)."""
-    return Comparison(
-        backend=shadow_backend,
-        latency_s=shadow_latency_s,
-        agreement_at_5=m.agreement_at_5,
-        ndcg_at_10=m.ndcg_at_10,
-        score_delta=m.score_delta,
-        latency_delta_s=m.latency_delta_s,
-        mismatch=m.mismatch,
-        sample=sample,
     )

@@ -44,8 +44,8 @@ Time comes from the injected `Clock` (deadlines, latencies), so tests drive time
 moving a `shadowswap.clock.FakeClock` and calling `sweep`, without sleeping.
 
 >>> from shadowswap.clock import SystemClock
->>> from shadowswap.metrics import NullSink
->>> executor = ShadowExecutor(sink=NullSink(), clock=SystemClock())
+>>> from shadowswap.metrics import Metrics
+>>> executor = ShadowExecutor(metrics=Metrics.null(), clock=SystemClock())
 >>> executor.close()
 """
 
@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from shadowswap.clock import Clock
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Metrics
 
 log = logging.getLogger("shadowswap.shadow.executor")
 
@@ -186,13 +186,13 @@ class ShadowExecutor:
     def __init__(
         self,
         *,
-        sink: MetricsSink,
+        metrics: Metrics,
         clock: Clock,
         sizes: ExecutorSizes | None = None,
         name: str = "shadow",
     ) -> None:
         self.sizes = sizes or ExecutorSizes()
-        self._sink = sink
+        self._metrics = metrics
         self._clock = clock
         self._name = f"{name}-{next(_ids)}"
         self._lock = threading.Lock()
@@ -233,7 +233,7 @@ class ShadowExecutor:
                 self._queue_full += 1
         self._spawn(spawn)
         if full:
-            self._sink.shadow_dropped("queue_full")
+            self._metrics.shadow_dropped("queue_full")
         return not full
 
     # -- inspection and control -----------------------------------------------------------
@@ -468,7 +468,7 @@ class ShadowExecutor:
 
     def _deliver_timeout(self, job: _Job, waited_s: float, in_call: bool) -> None:
         try:
-            self._sink.shadow_dropped("timeout")
+            self._metrics.shadow_dropped("timeout")
             job.task.timed_out(waited_s, in_call)
         except Exception:  # publishing must never break the executor
             log.exception("shadow callback failed", extra={"executor": self._name})

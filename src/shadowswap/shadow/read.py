@@ -1,6 +1,7 @@
 """One shadow read: the task the router hands to the `ShadowExecutor` once the caller's
-answer is ready. It searches the shadow backend with the same query, and publishes what it
-saw: metrics through the `MetricsSink`, a record through the `ObservationSink`, a log line.
+answer is ready. It searches the shadow backend with the same query, makes one `Observation`
+of what it saw and publishes it to its sinks (the metrics' histograms, the observation log),
+counts the search in the metrics, and writes a log line.
 
 Nothing here runs on the caller's thread, and nothing here raises into the executor
 (which guards the callbacks anyway).
@@ -10,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shadowswap.clock import Clock
-from shadowswap.metrics import MetricsSink
-from shadowswap.shadow.compare import as_comparison, measure
+from shadowswap.metrics import Metrics
+from shadowswap.shadow.compare import measure
 from shadowswap.shadow.observations import Observation, ObservationSink, Outcome
-from shadowswap.stores.base import VectorStore
-from shadowswap.values import MetaValue, SearchResult, Vector
+from shadowswap.stores.base import VectorStore, search_store
+from shadowswap.values import MetaValue, Query, SearchResult, Vector
 
 log = logging.getLogger("shadowswap.shadow.read")
 
@@ -51,24 +52,37 @@ class LogLimiter:
 class ShadowRead:
     """The shadow half of one routed read (see the module docstring)."""
 
-    tenant: str
+    request: Query  # checked once, at the edge; the shadow store trusts it
     trace_id: str
-    query: Vector
-    k: int
-    filter: Mapping[str, MetaValue] | None
     store: VectorStore
     shadow_backend: str
     primary_backend: str
     primary: SearchResult
     primary_latency_s: float
     sample: str
-    sink: MetricsSink
-    observations: ObservationSink | None
+    metrics: Metrics
+    sinks: Sequence[ObservationSink]  # where each observation is published
     clock: Clock
     limiter: LogLimiter
 
+    @property
+    def tenant(self) -> str:
+        return self.request.tenant
+
+    @property
+    def query(self) -> Vector:
+        return self.request.vector
+
+    @property
+    def k(self) -> int:
+        return self.request.k
+
+    @property
+    def filter(self) -> Mapping[str, MetaValue]:
+        return self.request.filter
+
     def call(self) -> SearchResult:
-        return self.store.search(self.tenant, self.query, self.k, self.filter)
+        return search_store(self.store, self.request)
 
     def answered(self, answer: SearchResult, seconds: float) -> None:
         m = measure(
@@ -77,9 +91,8 @@ class ShadowRead:
             primary_latency_s=self.primary_latency_s,
             shadow_latency_s=seconds,
         )
-        self.sink.read(self.shadow_backend, "shadow", "ok", seconds)
-        self.sink.shadow_compared(as_comparison(self.shadow_backend, seconds, m, self.sample))
-        self._record(
+        self.metrics.read(self.shadow_backend, "shadow", "ok", seconds)
+        self._publish(
             "compared",
             shadow_ids=tuple(h.doc_id for h in answer.hits),
             shadow_scores=tuple(float(h.score) for h in answer.hits),
@@ -104,9 +117,9 @@ class ShadowRead:
             )
 
     def failed(self, error: Exception, seconds: float) -> None:
-        self.sink.read(self.shadow_backend, "shadow", "error", seconds)
-        self.sink.shadow_error(self.shadow_backend)
-        self._record("error", shadow_latency_s=seconds, error=type(error).__name__)
+        self.metrics.read(self.shadow_backend, "shadow", "error", seconds)
+        self.metrics.shadow_error(self.shadow_backend)
+        self._publish("error", shadow_latency_s=seconds, error=type(error).__name__)
         self.limiter.warning(
             "shadow read failed",
             {**self._ids(), "error": f"{type(error).__name__}: {error}"},
@@ -114,8 +127,8 @@ class ShadowRead:
 
     def timed_out(self, waited_s: float, in_call: bool) -> None:
         if in_call:  # a search was made and did not answer in time
-            self.sink.read(self.shadow_backend, "shadow", "timeout", waited_s)
-        self._record("timeout")
+            self.metrics.read(self.shadow_backend, "shadow", "timeout", waited_s)
+        self._publish("timeout")
         self.limiter.warning(
             "shadow read dropped: deadline passed",
             {**self._ids(), "in_call": in_call, "waited_s": round(waited_s, 6)},
@@ -129,24 +142,23 @@ class ShadowRead:
             "primary": self.primary_backend,
         }
 
-    def _record(self, outcome: Outcome, **measures: object) -> None:
-        if self.observations is None:
-            return
+    def _publish(self, outcome: Outcome, **measures: object) -> None:
+        """Make the one observation of this read and hand it to every sink."""
         hits = self.primary.hits
-        self.observations.record(
-            Observation(
-                ts=self.clock.now(),
-                tenant=self.tenant,
-                trace_id=self.trace_id,
-                primary_backend=self.primary_backend,
-                shadow_backend=self.shadow_backend,
-                outcome=outcome,
-                k=self.k,
-                filtered=bool(self.filter),
-                primary_ids=tuple(h.doc_id for h in hits),
-                primary_scores=tuple(float(h.score) for h in hits),
-                primary_latency_s=self.primary_latency_s,
-                sample=self.sample,
-                **measures,  # type: ignore[arg-type]
-            )
+        observation = Observation(
+            ts=self.clock.now(),
+            tenant=self.tenant,
+            trace_id=self.trace_id,
+            primary_backend=self.primary_backend,
+            shadow_backend=self.shadow_backend,
+            outcome=outcome,
+            k=self.k,
+            filtered=bool(self.filter),
+            primary_ids=tuple(h.doc_id for h in hits),
+            primary_scores=tuple(float(h.score) for h in hits),
+            primary_latency_s=self.primary_latency_s,
+            sample=self.sample,
+            **measures,  # type: ignore[arg-type]
         )
+        for sink in self.sinks:
+            sink.record(observation)

@@ -1,11 +1,12 @@
 """Continuous reconcile (``shadowswap reconcile --every 10m``), for deployments without cron.
 
-The loop runs a reconcile, records it (``reconcile_last.json``), exports the drift totals as
-metrics, then waits for the next start. Starts are aligned on the first one (``t0 + k *
-interval``), so a run that takes a while does not push every later run back; a run longer
-than the interval skips the starts it overlapped instead of running back to back. Totals
-are exported over all tenants (`MetricsSink.drift`): one series per tenant would grow
-without bound with the tenants.
+The loop runs a reconcile, records it (``reconcile_last.json``), keeps its drift totals for
+the metrics (read at scrape time, `Metrics.read_drift_from`), then waits for the next start.
+Starts are aligned on the first one (``t0 + k * interval``), so a run that takes a while does
+not push every later run back; a run longer than the interval skips the starts it overlapped
+instead of running back to back. Totals are exported over all tenants
+(``retrieval_reconcile_drift{kind}``): one series per tenant would grow without bound with
+the tenants.
 
 A failed run (a store down) is logged and the loop goes on: the next run reports again.
 A stop request (SIGTERM, Ctrl-C) ends a wait at once and a run after its current page.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from shadowswap.clock import Clock
 from shadowswap.errors import InvalidInput, ShadowswapError
-from shadowswap.metrics import MetricsSink
+from shadowswap.metrics import Drift, Metrics
 from shadowswap.sync.pacing import StopSignal, pause
 from shadowswap.sync.reconcile import ReconcileReport
 
@@ -63,7 +64,7 @@ def run_every(
     *,
     clock: Clock,
     stop: StopSignal,
-    sink: MetricsSink,
+    metrics: Metrics,
     on_report: Callable[[ReconcileReport], None] = lambda _r: None,
     max_runs: int | None = None,
 ) -> LoopSummary:
@@ -71,6 +72,8 @@ def run_every(
     first = clock.monotonic()
     runs = failed = 0
     last: ReconcileReport | None = None
+    drift: Drift | None = None  # what the last complete run found, for the exposition
+    metrics.read_drift_from(lambda: drift)
     while not stop.is_set():
         try:
             report = once()
@@ -80,7 +83,7 @@ def run_every(
         else:
             if report.complete:
                 found = report.found  # what dual write lost since the last run
-                sink.drift(found.missing, found.extra, found.stale)
+                drift = Drift(found.missing, found.extra, found.stale)
                 last = report
             on_report(report)
         runs += 1
