@@ -26,7 +26,6 @@ kernel writes less), then fsync'ed. Readers never see half a line.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shadowswap import locks
 from shadowswap.errors import InvalidInput, WriteError
 
 Result = Literal["success", "failure"]
@@ -90,17 +90,15 @@ class Journal:
                 str(self.path), f"the journal cannot be opened ({exc.strerror})"
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            with locks.hold(fd):  # closing the descriptor releases the lock
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
         except OSError as exc:
             raise WriteError(
                 str(self.path), f"the journal cannot be written ({exc.strerror})"
             ) from exc
-        finally:
-            os.close(fd)  # releases the lock
 
     def entries(self) -> list[JournalEntry]:
         """Every entry, oldest first (for tests and audits)."""

@@ -28,10 +28,8 @@ changes) never sees half a file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
 import time
@@ -40,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shadowswap import locks
 from shadowswap.errors import ConfigError, InvalidInput, WriteError
 from shadowswap.fileio import atomic_write
 from shadowswap.settings import names
@@ -217,15 +216,11 @@ def _check_tenants(tenants: Sequence[str]) -> frozenset[str]:
 def _locked(path: Path) -> Iterator[None]:
     lock = path.with_name(path.name + ".lock")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = locks.open_lock_file(lock, mode=0o600)
     except OSError as exc:
         raise WriteError(str(lock), exc.strerror or str(exc)) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locks.hold(fd):
         yield
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, entries: Sequence[KeyEntry]) -> None:
