@@ -19,7 +19,8 @@ A criteria file (``deploy/gate.yml`` is the documented default)::
         description: text
 
 Every mistake is reported at once with where it is (``gate.yml: criteria[2] (drops): op
-'=>' is not one of ...``), as `InvalidInput` (exit code 2 from the CLI).
+'=>' is not one of ...``), as `InvalidInput` (exit code 2 from the CLI). The file is read
+through pydantic models (`_CriteriaFile`, `_CriterionEntry`) whose errors are worded as above.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ Generated keys look like ``ssk_<id>_<43 url-safe characters>`` (256 random bits)
 Writes take an exclusive lock on ``<file>.lock``, write a temporary file with mode 0600,
 fsync it and rename it over the old one, so a reader (the service reloads the file when it
 changes) never sees half a file.
+
+The file is read through pydantic models (`_KeysFile`, `_KeyRecord`); the first mistake is
+reported as one line naming the entry and the field (``keys[0].tenants: ...``).
 """
 
 from __future__ import annotations
