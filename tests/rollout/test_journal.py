@@ -135,3 +135,21 @@ def test_reason_refusals() -> None:
     ]:
         with pytest.raises(InvalidInput, match=why):
             check_reason(bad)
+
+
+def test_a_line_that_is_not_a_record_is_named_with_its_field(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.ndjson")
+    journal.append(entry(duration_s=12))
+    assert journal.entries() == [entry(duration_s=12)]
+    assert isinstance(journal.entries()[0].duration_s, int)  # read back as written
+    good = journal.path.read_text()
+    for bad, why in [
+        ("not json", "line: Invalid JSON"),
+        ('{"timestamp": 1}', "timestamp: Input should be a valid string"),
+        (good.replace('"success"', '"ok"'), "result: Input should be 'success' or 'failure'"),
+        (good.replace('"notes"', '"host":"x","notes"'), "host: Extra inputs are not permitted"),
+    ]:
+        journal.path.write_text(good + bad + "\n")
+        expected = f"j.ndjson:2: not a journal record ({why}"
+        with pytest.raises(InvalidInput, match=re.escape(expected)):
+            journal.entries()

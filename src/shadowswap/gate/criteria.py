@@ -19,16 +19,17 @@ A criteria file (``deploy/gate.yml`` is the documented default)::
         description: text
 
 Every mistake is reported at once with where it is (``gate.yml: criteria[2] (drops): op
-'=>' is not one of ...``), as `InvalidInput` (exit code 2 from the CLI).
+'=>' is not one of ...``), as `InvalidInput` (exit code 2 from the CLI). The file is read
+through pydantic models (`_CriteriaFile`, `_CriterionEntry`) whose errors are worded as above.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shadowswap.errors import InvalidInput
 from shadowswap.gate.evaluate import STATISTICS
@@ -36,22 +37,6 @@ from shadowswap.gate.model import OPS, Criteria, Criterion, Op, Verdict
 
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_MIN_SAMPLES = 100
-
-_KEYS = {
-    "name",
-    "statistic",
-    "op",
-    "threshold",
-    "on_fail",
-    "rollback_threshold",
-    "min_samples",
-    "required",
-    "calibrate",
-    "margin",
-    "range",
-    "description",
-}
-
 
 # name, statistic, op, threshold, rollback_threshold, margin (None: not calibrated), why
 _DEFAULTS: tuple[tuple[str, str, Op, float, float | None, float | None, str], ...] = (
@@ -133,27 +118,111 @@ def load_criteria(path: str | Path) -> Criteria:
     return parse_criteria(document, where)
 
 
+_Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_WholeNumber = Annotated[int, Field(strict=True, ge=2)]
+
+
+def _named_statistic(value: str) -> str:
+    if value not in STATISTICS:
+        raise ValueError("unknown statistic")
+    return value
+
+
+def _known_op(value: str) -> str:
+    if value not in OPS:
+        raise ValueError("unknown op")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("blank")
+    return value
+
+
+def _low_high(value: list[float]) -> list[float]:
+    if len(value) != 2 or not value[0] < value[1]:
+        raise ValueError("not [low, high]")
+    return value
+
+
+class _CriteriaFile(BaseModel):
+    """The file's top level; each entry of ``criteria`` is read by `_CriterionEntry`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    confidence: Annotated[_Number, Field(ge=0.5, lt=1)] = DEFAULT_CONFIDENCE
+    min_samples: _WholeNumber = DEFAULT_MIN_SAMPLES
+    criteria: Annotated[list[Any], Field(min_length=1)]
+
+
+class _CriterionEntry(BaseModel):
+    """One criterion as written. Field order is the order mistakes are reported in; a
+    ``null`` optional key means "not given"."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=False)
+
+    name: Annotated[str, AfterValidator(_not_blank)]
+    statistic: Annotated[str, AfterValidator(_named_statistic)]
+    op: Annotated[str, AfterValidator(_known_op)]
+    threshold: _Number
+    rollback_threshold: _Number | None = None
+    on_fail: Literal["HOLD", "ROLLBACK"] | None = None
+    min_samples: _WholeNumber | None = None
+    required: bool | None = True
+    calibrate: bool | None = False
+    margin: Annotated[_Number, Field(ge=0)] | None = None
+    value_range: Annotated[list[_Number], AfterValidator(_low_high)] | None = Field(
+        default=None, alias="range"
+    )
+    description: str | None = None
+
+
+_TOP_MISTAKES = {
+    "confidence": "must be a number in [0.5, 1)",
+    "min_samples": "must be a whole number >= 2",
+}
+_REQUIRED = ("name", "statistic", "op", "threshold")
+_MISTAKES = {
+    "name": "must be a non-empty string",
+    "statistic": f"is not one of {', '.join(sorted(STATISTICS))}",
+    "op": f"is not one of {', '.join(OPS)}",
+    "threshold": "must be a number",
+    "rollback_threshold": "must be a number",
+    "on_fail": "must be HOLD or ROLLBACK",
+    "min_samples": "must be a whole number >= 2",
+    "required": "must be true or false",
+    "calibrate": "must be true or false",
+    "margin": "must be a number >= 0",
+    "range": "must be [low, high] with low < high",
+    "description": "must be text",
+}
+
+
 def parse_criteria(document: Any, where: str = "criteria") -> Criteria:
     """Criteria from a parsed document (see the module docstring)."""
-    errors: list[str] = []
     if not isinstance(document, dict):
         raise InvalidInput(where, "expected a mapping with a `criteria` list")
-    unknown = set(document) - {"confidence", "min_samples", "criteria"}
-    if unknown:
-        errors.append(f"unknown keys {sorted(unknown)} (use confidence, min_samples, criteria)")
-    confidence = document.get("confidence", DEFAULT_CONFIDENCE)
-    if not _is_number(confidence) or not 0.5 <= float(confidence) < 1:
-        errors.append(f"confidence {confidence!r} must be a number in [0.5, 1)")
-    min_samples = document.get("min_samples", DEFAULT_MIN_SAMPLES)
-    if not _is_int(min_samples) or int(min_samples) < 2:
-        errors.append(f"min_samples {min_samples!r} must be a whole number >= 2")
+    errors: list[str] = []
+    try:
+        top: _CriteriaFile | None = _CriteriaFile.model_validate(document)
+    except ValidationError as exc:
+        top = None
+        wrong = _wrong_fields(exc)
+        if wrong.unknown:
+            errors.append(
+                f"unknown keys {sorted(wrong.unknown)} (use confidence, min_samples, criteria)"
+            )
+        for key, why in _TOP_MISTAKES.items():
+            if key in wrong.fields:
+                errors.append(f"{key} {document[key]!r} {why}")
+        if "criteria" in wrong.fields:
+            errors.append("`criteria` must be a non-empty list")
     raw = document.get("criteria")
+    entries = raw if isinstance(raw, list) and raw else []
     parsed: list[Criterion] = []
-    if not isinstance(raw, list) or not raw:
-        errors.append("`criteria` must be a non-empty list")
-        raw = []
     names: set[str] = set()
-    for i, entry in enumerate(raw):
+    for i, entry in enumerate(entries):
         label = f"criteria[{i}]"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             label += f" ({entry['name']})"
@@ -164,98 +233,59 @@ def parse_criteria(document: Any, where: str = "criteria") -> Criteria:
             errors.append(f"{label}: the name {criterion.name!r} is used twice")
         names.add(criterion.name)
         parsed.append(criterion)
-    if errors:
+    if errors or top is None:
         raise InvalidInput(where, "; ".join(errors))
-    return Criteria(tuple(parsed), float(confidence), int(min_samples), source=where)
+    return Criteria(tuple(parsed), float(top.confidence), top.min_samples, source=where)
 
 
 def _criterion(entry: Any, label: str, errors: list[str]) -> Criterion | None:
     if not isinstance(entry, dict):
         errors.append(f"{label}: expected a mapping")
         return None
-    found = [f"{label}: {e}" for e in _mistakes(entry)]
-    if found:
-        errors.extend(found)
+    try:
+        e = _CriterionEntry.model_validate(entry)
+    except ValidationError as exc:
+        errors.extend(f"{label}: {m}" for m in _mistakes(entry, _wrong_fields(exc)))
         return None
-    value_range = entry.get("range")
-    rollback = entry.get("rollback_threshold")
-    min_samples = entry.get("min_samples")
     return Criterion(
-        name=entry["name"],
-        statistic=entry["statistic"],
-        op=entry["op"],
-        threshold=float(entry["threshold"]),
-        on_fail=Verdict(entry.get("on_fail", "HOLD")),
-        rollback_threshold=float(rollback) if rollback is not None else None,
-        min_samples=int(min_samples) if min_samples is not None else None,
-        required=bool(entry.get("required", True)),
-        calibrate=bool(entry.get("calibrate", False)),
-        margin=float(entry.get("margin", 0.0)),
-        value_range=(float(value_range[0]), float(value_range[1])) if value_range else None,
-        description=entry.get("description", ""),
+        name=e.name,
+        statistic=e.statistic,
+        op=cast(Op, e.op),
+        threshold=float(e.threshold),
+        on_fail=Verdict(e.on_fail or "HOLD"),
+        rollback_threshold=e.rollback_threshold,
+        min_samples=e.min_samples,
+        required=bool(e.required),
+        calibrate=bool(e.calibrate),
+        margin=float(e.margin or 0.0),
+        value_range=(e.value_range[0], e.value_range[1]) if e.value_range else None,
+        description=e.description or "",
     )
 
 
-def _mistakes(entry: dict[str, Any]) -> list[str]:
-    """What is wrong with one criterion's mapping (empty when nothing)."""
-    out = [f"`{key}` is missing" for key in ("name", "statistic", "op", "threshold")
-           if key not in entry]  # fmt: skip
-    unknown = set(entry) - _KEYS
-    if unknown:
-        out.append(f"unknown keys {sorted(unknown)}")
-    checks: list[tuple[str, Any, bool, str]] = [
-        ("name", entry.get("name"), isinstance(entry.get("name"), str)
-         and bool(entry.get("name", "").strip()), "must be a non-empty string"),
-        ("statistic", entry.get("statistic"), entry.get("statistic") in STATISTICS,
-         f"is not one of {', '.join(sorted(STATISTICS))}"),
-        ("op", entry.get("op"), entry.get("op") in OPS, f"is not one of {', '.join(OPS)}"),
-        ("threshold", entry.get("threshold"), _is_number(entry.get("threshold")),
-         "must be a number"),
-        ("rollback_threshold", entry.get("rollback_threshold"),
-         _is_number(entry.get("rollback_threshold")), "must be a number"),
-        ("on_fail", entry.get("on_fail"), entry.get("on_fail") in ("HOLD", "ROLLBACK"),
-         "must be HOLD or ROLLBACK"),
-        ("min_samples", entry.get("min_samples"),
-         _is_int(entry.get("min_samples")) and entry.get("min_samples", 0) >= 2,
-         "must be a whole number >= 2"),
-        ("required", entry.get("required"), isinstance(entry.get("required"), bool),
-         "must be true or false"),
-        ("calibrate", entry.get("calibrate"), isinstance(entry.get("calibrate"), bool),
-         "must be true or false"),
-        ("margin", entry.get("margin"),
-         _is_number(entry.get("margin")) and entry.get("margin", 0) >= 0,
-         "must be a number >= 0"),
-        ("range", entry.get("range"), _is_range(entry.get("range")),
-         "must be [low, high] with low < high"),
-        ("description", entry.get("description"), isinstance(entry.get("description"), str),
-         "must be text"),
-    ]  # fmt: skip
-    for key, value, ok, why in checks:
-        if key in entry and entry[key] is not None and not ok:
-            out.append(f"{key} {value!r} {why}")
-        elif (
-            key in entry and entry[key] is None and key in ("name", "statistic", "op", "threshold")
-        ):
-            out.append(f"{key} is empty")
+class _Wrong(NamedTuple):
+    fields: set[str]  # keys whose value is wrong (or missing)
+    unknown: set[Any]  # keys the model does not know
+
+
+def _wrong_fields(exc: ValidationError) -> _Wrong:
+    wrong = _Wrong(set(), set())
+    for error in exc.errors():
+        key = error["loc"][0] if error["loc"] else ""
+        if error["type"] == "extra_forbidden":
+            wrong.unknown.add(key)
+        else:
+            wrong.fields.add(str(key))
+    return wrong
+
+
+def _mistakes(entry: dict[str, Any], wrong: _Wrong) -> list[str]:
+    """One line per mistake in one criterion's mapping, in the file's field order."""
+    out = [f"`{key}` is missing" for key in _REQUIRED if key not in entry]
+    if wrong.unknown:
+        out.append(f"unknown keys {sorted(wrong.unknown)}")
+    for key, why in _MISTAKES.items():
+        if key not in entry or key not in wrong.fields:
+            continue
+        out.append(f"{key} is empty" if entry[key] is None else f"{key} {entry[key]!r} {why}")
     return out
-
-
-def _is_range(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(_is_number(v) for v in value)
-        and float(value[0]) < float(value[1])
-    )
-
-
-def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

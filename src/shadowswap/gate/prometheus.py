@@ -19,21 +19,21 @@ import time
 
 import httpx
 
-from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
+from shadowswap.durations import range_seconds
+from shadowswap.errors import InvalidInput
 from shadowswap.gate.evidence import _HISTOGRAMS, Series, evidence_from_series
 from shadowswap.gate.model import Evidence
+from shadowswap.promql import Prometheus
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]*$")
 
 
 def window_seconds(window: str) -> int:
     """``30m``, ``1h``, ``2d`` -> seconds; raises `InvalidInput` otherwise."""
-    match = _DURATION.match(window.strip())
-    if not match or int(match.group(1)) == 0:
+    seconds = range_seconds(window)
+    if not seconds:
         raise InvalidInput("--window", f"{window!r} is not a duration like 30m, 1h, 6h or 2d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def queries(window: str, env: str | None, backend: str | None) -> list[tuple[str, str, str]]:
@@ -101,37 +101,21 @@ def evidence_from_prometheus(
     None). Raises `StoreUnavailable` when Prometheus cannot be reached."""
     seconds = window_seconds(window)
     at = time.time() if at is None else at
-    http = client or httpx.Client(timeout=30.0)
     series: list[Series] = []
-    try:
+    with Prometheus(url, client=client, timeout_s=30.0) as prometheus:
         for name, query, keep in queries(window, env, backend):
-            for labels, value in _instant(http, url, query, at):
+            for labels, value in _instant(prometheus, query, at):
                 kept = {k: labels[k] for k in keep.split(",") if k and k in labels}
                 series.append(Series(name, kept, value))
-    finally:
-        if client is None:
-            http.close()
     return evidence_from_series(
         series, source=f"prometheus:{url} {window}", window_s=float(seconds)
     )
 
 
-def _instant(
-    http: httpx.Client, url: str, query: str, at: float
-) -> list[tuple[dict[str, str], float]]:
-    try:
-        resp = http.get(url.rstrip("/") + "/api/v1/query", params={"query": query, "time": at})
-    except httpx.HTTPError as exc:
-        raise StoreUnavailable("prometheus", "query", f"{url}: {exc}") from exc
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {"error": f"HTTP {resp.status_code}, not JSON"}
-    if resp.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
-        error = body.get("error", resp.status_code) if isinstance(body, dict) else resp.status_code
-        raise ShadowswapError(f"Prometheus at {url} refused {query!r}: {error}")
+def _instant(prometheus: Prometheus, query: str, at: float) -> list[tuple[dict[str, str], float]]:
+    """Samples of an instant query (`QueryRefused` when Prometheus refuses it)."""
     out: list[tuple[dict[str, str], float]] = []
-    for item in body["data"]["result"]:
+    for item in prometheus.query(query, at):
         value = float(item["value"][1])
         if math.isnan(value):  # no data in the window
             continue

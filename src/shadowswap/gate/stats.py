@@ -24,8 +24,9 @@ Which bound, and why
         ``(hi − mean)(mean − lo)``; the bound grows with V, so an upper bound of V keeps it
         valid.
     ratios of events (errors, drops, mismatches, unexplained hits per attempt)
-        exact Clopper–Pearson binomial bounds: valid at every n and at 0 events, where the
-        upper bound is ``1 − δ^(1/n)`` (≈ 3/n at 95 %: "0 errors in 300 reads" says the rate
+        exact Clopper–Pearson binomial bounds (beta quantiles, ``scipy.special.betaincinv``):
+        valid at every n and at 0 events, where the upper bound is ``1 − δ^(1/n)`` (≈ 3/n at
+        95 %: "0 errors in 300 reads" says the rate
         is below 1 %, no more). A threshold of 0 means "must be zero": the criterion passes
         only with no event at all, and fails at the first (an event observed is proof).
     quantiles (shadow latency p95)
@@ -46,6 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -140,14 +142,14 @@ def clopper_pearson(events: int, trials: int, confidence: float) -> tuple[float,
         lower = 0.0
     elif events == trials:
         lower = delta ** (1.0 / trials)
-    else:  # P(Bin(n, p) >= k) = delta
-        lower = _solve(lambda p: 1.0 - binom_cdf(events - 1, trials, p), delta)
+    else:  # P(Bin(n, p) >= k) = delta: the delta-quantile of Beta(k, n - k + 1)
+        lower = float(_special().betaincinv(events, trials - events + 1, delta))
     if events == trials:
         upper = 1.0
     elif events == 0:
         upper = 1.0 - delta ** (1.0 / trials)
-    else:  # P(Bin(n, p) <= k) = delta
-        upper = _solve(lambda p: binom_cdf(events, trials, p), delta, increasing=False)
+    else:  # P(Bin(n, p) <= k) = delta: the (1 - delta)-quantile of Beta(k + 1, n - k)
+        upper = float(_special().betaincinv(events + 1, trials - events, 1.0 - delta))
     return lower, upper
 
 
@@ -155,22 +157,6 @@ def ratio_bound(events: int, trials: int, confidence: float) -> Bound:
     lower, upper = clopper_pearson(events, trials, confidence)
     value = events / trials if trials else math.nan
     return Bound(trials, value, lower, upper)
-
-
-def _solve(f: object, target: float, increasing: bool = True) -> float:
-    """The p in (0, 1) where the monotone ``f(p)`` equals ``target`` (bisection)."""
-    assert callable(f)
-    a, b = 0.0, 1.0
-    for _ in range(100):
-        mid = (a + b) / 2
-        value = f(mid)
-        if (value < target) == increasing:
-            a = mid
-        else:
-            b = mid
-        if b - a < 1e-13:
-            break
-    return (a + b) / 2
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -187,43 +173,19 @@ def binom_cdf(k: int, n: int, p: float) -> float:
 
 
 def betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b) (continued fraction, Lentz)."""
+    """The regularised incomplete beta function I_x(a, b) (``scipy.special.betainc``)."""
     if x <= 0.0:
         return 0.0
     if x >= 1.0:
         return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+    return float(_special().betainc(a, b, x))
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        step = d * c
-        h *= step
-        if abs(step - 1.0) < 3e-16:
-            break
-    return h
+def _special() -> Any:
+    """``scipy.special``, imported on first use: the CLI's other commands do not pay for it."""
+    from scipy import special  # noqa: PLC0415
+
+    return special
 
 
 # -- quantiles --------------------------------------------------------------------------------

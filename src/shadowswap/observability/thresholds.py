@@ -25,8 +25,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
+from shadowswap.durations import range_seconds
+from shadowswap.errors import InvalidInput, ShadowswapError
 from shadowswap.fileio import atomic_write
+from shadowswap.promql import Prometheus, QueryRefused
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,6 @@ BY_NAME = {m.name: m for m in MEASURES}
 MIN_SAMPLES = 30
 _ANCHOR = re.compile(r"#\s*threshold:\s*(?P<names>[A-Za-z0-9_, ]+)\s*$")
 _COMPARISON = re.compile(r"(?P<op>[<>]=?)\s*(?P<num>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,10 @@ class Threshold:
 
 def parse_duration(text: str) -> int:
     """``30s``, ``10m``, ``14d`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
+    seconds = range_seconds(text)
+    if seconds is None:
         raise InvalidInput("duration", f"{text!r} is not a duration like 30s, 10m, 6h, 14d or 2w")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def pull(
@@ -126,28 +126,18 @@ def pull(
     """Pull every measure over the range from the Prometheus HTTP API; a saveable document."""
     end = time.time() if end is None else end
     start = end - range_s
-    http = client or httpx.Client(timeout=60.0)
     measures: dict[str, Any] = {}
-    try:
+    with Prometheus(prometheus, client=client, timeout_s=60.0) as api:
         for m in MEASURES:
             query = m.query.replace("ENV", env)
             try:
-                resp = http.get(
-                    prometheus.rstrip("/") + "/api/v1/query_range",
-                    params={"query": query, "start": start, "end": end, "step": step_s},
-                )
-            except httpx.HTTPError as exc:
-                raise StoreUnavailable("prometheus", "query_range", f"{prometheus}: {exc}") from exc
-            body = _json(resp)
-            if resp.status_code != 200 or body.get("status") != "success":
+                result = api.query_range(query, start=start, end=end, step_s=step_s)
+            except QueryRefused as exc:
+                error = "unexpected answer" if exc.error is None else exc.error
                 raise ShadowswapError(
-                    f"Prometheus refused the query for {m.name}: "
-                    f"{body.get('error', resp.status_code)}"
-                )
-            measures[m.name] = {"query": query, "result": body["data"]["result"]}
-    finally:
-        if client is None:
-            http.close()
+                    f"Prometheus refused the query for {m.name}: {error}"
+                ) from None
+            measures[m.name] = {"query": query, "result": result}
     return {
         "prometheus": prometheus,
         "env": env,
@@ -156,14 +146,6 @@ def pull(
         "step_s": step_s,
         "measures": measures,
     }
-
-
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        body = resp.json()
-    except ValueError:
-        return {"error": f"HTTP {resp.status_code}, not JSON"}
-    return body if isinstance(body, dict) else {"error": "unexpected answer"}
 
 
 def load_pull(path: Path) -> dict[str, Any]:

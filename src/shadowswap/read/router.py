@@ -50,13 +50,12 @@ The caller always gets the serving backend's answer unchanged, in a `RoutedResul
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 from dataclasses import dataclass
 
 from shadowswap.clock import Clock
-from shadowswap.errors import InvalidInput, StoreError, StoreUnavailable
+from shadowswap.errors import StoreError, StoreUnavailable
 from shadowswap.metrics import Metrics
 from shadowswap.policy import Plan, Role, plan
 from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
@@ -66,13 +65,14 @@ from shadowswap.shadow.observations import ObservationSink
 from shadowswap.shadow.publish import ObservationMetrics
 from shadowswap.shadow.read import LogLimiter, ShadowRead
 from shadowswap.stores.base import VectorStore, search_store
+from shadowswap.traceids import check_trace_id as _check_trace_id
+from shadowswap.traceids import new_trace_id
 from shadowswap.values import Filter, Hit, Query, SearchResult, VectorLike
 
 log = logging.getLogger("shadowswap.router")
 
 #: Reads in flight per backend before new ones fail fast (see `shadowswap.read.bulkhead`).
 DEFAULT_READ_CONCURRENCY = 64
-_MAX_TRACE_ID = 128
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,6 @@ class _Backend:
     @property
     def kind(self) -> str:
         return self.store.kind
-
-
-def new_trace_id() -> str:
-    """A fresh W3C trace id: 32 lowercase hex digits."""
-    return os.urandom(16).hex()
 
 
 class Router:
@@ -398,19 +393,6 @@ class Router:
                 return
             self._warned.add(key)
         log.warning(msg, extra=extra)
-
-
-def _check_trace_id(trace_id: object) -> str:
-    if (
-        not isinstance(trace_id, str)
-        or not 1 <= len(trace_id) <= _MAX_TRACE_ID
-        or not trace_id.isprintable()
-        or any(c.isspace() for c in trace_id)
-    ):
-        raise InvalidInput(
-            "trace_id", f"expected 1 to {_MAX_TRACE_ID} printable characters without spaces"
-        )
-    return trace_id
 
 
 __all__ = ["DEFAULT_READ_CONCURRENCY", "RoutedResult", "Router", "RouterStats", "new_trace_id"]

@@ -22,11 +22,14 @@ reason (docs/rollout.md).
 Appends are atomic even with several runs at once: the file is opened with ``O_APPEND``, an
 exclusive ``flock`` is held, the whole line is written by one ``write`` (a loop only if the
 kernel writes less), then fsync'ed. Readers never see half a line.
+
+Reading back (`Journal.entries`) checks each line against the same fields, each of its JSON
+type, with a pydantic model; a line that is not a record is an `InvalidInput` naming the
+line and the field.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +40,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shadowswap import locks
 from shadowswap.errors import InvalidInput, WriteError
 
 Result = Literal["success", "failure"]
@@ -90,27 +96,51 @@ class Journal:
                 str(self.path), f"the journal cannot be opened ({exc.strerror})"
             ) from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            with locks.hold(fd):  # closing the descriptor releases the lock
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
         except OSError as exc:
             raise WriteError(
                 str(self.path), f"the journal cannot be written ({exc.strerror})"
             ) from exc
-        finally:
-            os.close(fd)  # releases the lock
 
     def entries(self) -> list[JournalEntry]:
-        """Every entry, oldest first (for tests and audits)."""
+        """Every entry, oldest first (for tests and audits); `InvalidInput` naming the line
+        and the field when a line is not a journal record."""
         if not self.path.exists():
             return []
         out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
-                out.append(JournalEntry(**json.loads(line)))
+                out.append(_record(line, f"{self.path}:{number}"))
         return out
+
+
+class _JournalLine(BaseModel):
+    """One line as read back: exactly the fields of CONTRACT §3, each of its JSON type."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    timestamp: str
+    operator: str
+    env_file: str
+    apply: bool
+    result: Result
+    duration_s: int | float
+    changes: dict[str, str] = Field(default_factory=dict)
+    notes: str = ""
+
+
+def _record(line: str, where: str) -> JournalEntry:
+    try:
+        record = _JournalLine.model_validate_json(line)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "line"
+        raise InvalidInput(where, f"not a journal record ({field}: {first['msg']})") from None
+    return JournalEntry(**record.model_dump())
 
 
 def append_after_error(journal: Journal, entry: JournalEntry) -> None:

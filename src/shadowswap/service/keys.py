@@ -23,23 +23,27 @@ Generated keys look like ``ssk_<id>_<43 url-safe characters>`` (256 random bits)
 Writes take an exclusive lock on ``<file>.lock``, write a temporary file with mode 0600,
 fsync it and rename it over the old one, so a reader (the service reloads the file when it
 changes) never sees half a file.
+
+The file is read through pydantic models (`_KeysFile`, `_KeyRecord`); the first mistake is
+reported as one line naming the entry and the field (``keys[0].tenants: ...``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from shadowswap import locks
 from shadowswap.errors import ConfigError, InvalidInput, WriteError
 from shadowswap.fileio import atomic_write
 from shadowswap.settings import names
@@ -97,20 +101,69 @@ def generate_key() -> tuple[str, str]:
     return key_id, f"ssk_{key_id}_{secrets.token_urlsafe(32)}"
 
 
+def _matching(pattern: re.Pattern[str], value: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError("no match")
+    return value
+
+
+def _tenant(value: str) -> str:
+    if value != ALL_TENANTS and not TENANT_RE.fullmatch(value):
+        raise ValueError("not a tenant id")
+    return value
+
+
+class _KeysFile(BaseModel):
+    """The document's outer shape; each entry is read by `_KeyRecord`."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    format: Any = FORMAT
+    keys: list[Any]
+
+
+class _KeyRecord(BaseModel):
+    """One entry as written in the file (unknown fields are ignored, as they always were).
+    Field order is the order mistakes are reported in: the first one wins."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    sha256: Annotated[str, AfterValidator(lambda v: _matching(_SHA256, v))]
+    id: Annotated[str, AfterValidator(lambda v: _matching(_KEY_ID, v))] = ""  # "": from sha256
+    tenants: Annotated[list[Annotated[str, AfterValidator(_tenant)]], Field(min_length=1)]
+    status: bool = False
+    created: str = ""
+    note: str = ""
+
+
+_FIELD_MISTAKES = {
+    "sha256": ".sha256: expected 64 lowercase hex digits (the key's SHA-256)",
+    "id": ".id: expected 1 to 64 characters from A-Z a-z 0-9 _ . -",
+    "tenants": '.tenants: expected a non-empty list of tenant ids, or ["*"]',
+    "status": ".status: expected true or false",
+    "created": ": created and note must be strings",
+    "note": ": created and note must be strings",
+}
+
+
 def parse_document(document: object, path: str) -> tuple[KeyEntry, ...]:
     """The entries of a keys file's JSON; `ConfigError` naming the entry when one is wrong."""
 
     def bad(reason: str) -> ConfigError:
         return ConfigError(VARIABLE, path, reason)
 
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise bad('expected a JSON object {"format": 1, "keys": [...]}; see docs/service.md')
-    if document.get("format", FORMAT) != FORMAT:
-        raise bad(f"format {document.get('format')!r} is not supported; this release reads 1")
+    try:
+        outer = _KeysFile.model_validate(document)
+    except ValidationError:
+        raise bad(
+            'expected a JSON object {"format": 1, "keys": [...]}; see docs/service.md'
+        ) from None
+    if outer.format != FORMAT:
+        raise bad(f"format {outer.format!r} is not supported; this release reads 1")
     entries: list[KeyEntry] = []
     seen_ids: set[str] = set()
     seen_hashes: set[str] = set()
-    for i, raw in enumerate(document["keys"]):
+    for i, raw in enumerate(outer.keys):
         entry = _entry(raw, f"keys[{i}]", bad)
         if entry.id in seen_ids:
             raise bad(f"keys[{i}]: id {entry.id!r} is used twice")
@@ -122,30 +175,29 @@ def parse_document(document: object, path: str) -> tuple[KeyEntry, ...]:
     return tuple(entries)
 
 
-def _entry(raw: object, where: str, bad: Any) -> KeyEntry:
+def _entry(raw: object, where: str, bad: Callable[[str], ConfigError]) -> KeyEntry:
     if not isinstance(raw, dict):
         raise bad(f"{where}: expected an object with sha256 and tenants")
-    digest = raw.get("sha256")
-    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-        raise bad(f"{where}.sha256: expected 64 lowercase hex digits (the key's SHA-256)")
-    key_id = raw.get("id", digest[:8])
-    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-        raise bad(f"{where}.id: expected 1 to 64 characters from A-Z a-z 0-9 _ . -")
-    tenants = raw.get("tenants")
-    if not isinstance(tenants, list) or not tenants:
-        raise bad(f'{where}.tenants: expected a non-empty list of tenant ids, or ["*"]')
-    for tenant in tenants:
-        if tenant != ALL_TENANTS and not (isinstance(tenant, str) and TENANT_RE.fullmatch(tenant)):
-            raise bad(
-                f"{where}.tenants: {tenant!r} is not a tenant id (1 to 64 of A-Z a-z 0-9 _ -)"
-            )
-    status = raw.get("status", False)
-    if not isinstance(status, bool):
-        raise bad(f"{where}.status: expected true or false")
-    created, note = raw.get("created", ""), raw.get("note", "")
-    if not isinstance(created, str) or not isinstance(note, str):
-        raise bad(f"{where}: created and note must be strings")
-    return KeyEntry(key_id, digest, frozenset(tenants), status, created, note)
+    try:
+        record = _KeyRecord.model_validate(raw)
+    except ValidationError as exc:
+        raise bad(_first_mistake(exc, raw, where)) from None
+    key_id = record.id or record.sha256[:8]
+    return KeyEntry(
+        key_id, record.sha256, frozenset(record.tenants), record.status, record.created,
+        record.note,
+    )  # fmt: skip
+
+
+def _first_mistake(exc: ValidationError, raw: dict[str, Any], where: str) -> str:
+    """The one-line message for the first wrong field, in `_KeyRecord`'s field order."""
+    by_field = {str(e["loc"][0]): e for e in reversed(exc.errors()) if e["loc"]}
+    field = next(f for f in _KeyRecord.model_fields if f in by_field)
+    loc = by_field[field]["loc"]
+    if field == "tenants" and len(loc) == 2:  # one tenant is wrong
+        tenant = raw["tenants"][int(loc[1])]
+        return f"{where}.tenants: {tenant!r} is not a tenant id ({_TENANT_RULE})"
+    return where + _FIELD_MISTAKES[field]
 
 
 def read_entries(path: str | Path) -> tuple[KeyEntry, ...]:
@@ -217,15 +269,11 @@ def _check_tenants(tenants: Sequence[str]) -> frozenset[str]:
 def _locked(path: Path) -> Iterator[None]:
     lock = path.with_name(path.name + ".lock")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = locks.open_lock_file(lock, mode=0o600)
     except OSError as exc:
         raise WriteError(str(lock), exc.strerror or str(exc)) from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locks.hold(fd):
         yield
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, entries: Sequence[KeyEntry]) -> None:

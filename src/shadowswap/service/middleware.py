@@ -34,12 +34,8 @@ from starlette.datastructures import Headers
 
 from shadowswap.service.auth import Authenticator, AuthError
 from shadowswap.service.errors import error_body, where
-from shadowswap.service.tracing import (
-    new_trace_id,
-    parse_traceparent,
-    trace_id_var,
-    traceparent_header,
-)
+from shadowswap.service.tracing import parse_traceparent, trace_id_var, traceparent_header
+from shadowswap.traceids import new_trace_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

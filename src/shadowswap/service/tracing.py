@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 from dataclasses import dataclass
 
+from shadowswap.traceids import ZERO_SPAN, ZERO_TRACE, new_span_id
+
 # version - trace id - parent id - flags [- fields of a later version]
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.S)
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
 
 trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "shadowswap_trace_id", default=None
@@ -57,26 +56,10 @@ def parse_traceparent(header: str | None) -> TraceParent | None:
     valid = (
         version != "ff"
         and not (version == "00" and future is not None)
-        and trace_id != _ZERO_TRACE
-        and parent_id != _ZERO_SPAN
+        and trace_id != ZERO_TRACE
+        and parent_id != ZERO_SPAN
     )
     return TraceParent(trace_id, flags) if valid else None
-
-
-def new_span_id() -> str:
-    """A fresh span id: 16 lowercase hex digits, never all zeros."""
-    while True:
-        span = os.urandom(8).hex()
-        if span != _ZERO_SPAN:
-            return span
-
-
-def new_trace_id() -> str:
-    """A fresh trace id: 32 lowercase hex digits, never all zeros."""
-    while True:
-        trace = os.urandom(16).hex()
-        if trace != _ZERO_TRACE:
-            return trace
 
 
 def traceparent_header(trace_id: str, flags: str = "00") -> str:

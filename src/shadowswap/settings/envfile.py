@@ -37,20 +37,19 @@ Why not python-dotenv's ``set_key``
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import fcntl
 import io
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
+from shadowswap import locks
 from shadowswap.errors import ConfigError, WriteError
 from shadowswap.fileio import atomic_write
 from shadowswap.settings.masking import mask_line
@@ -226,7 +225,7 @@ def write_env(snapshot: EnvSnapshot, new_text: str, *, backup: bool) -> Path | N
     label = str(snapshot.path)
     backup_path = Path(f"{snapshot.path}.bak") if backup else None
     try:
-        with _locked(snapshot.real.parent):
+        with locks.hold_directory(snapshot.real.parent):
             if snapshot.real.read_bytes() != snapshot.data:
                 raise WriteError(label, "it changed since it was read (another edit?); run again")
             if not os.access(snapshot.real, os.W_OK):
@@ -243,13 +242,3 @@ def write_env(snapshot: EnvSnapshot, new_text: str, *, backup: bool) -> Path | N
     except OSError as exc:
         raise WriteError(label, f"{exc.strerror or exc}; the file was left as it was") from exc
     return backup_path
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock

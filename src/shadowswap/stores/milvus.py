@@ -48,7 +48,6 @@ Semantics
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -60,6 +59,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from shadowswap import locks
 from shadowswap.errors import (
     ConfigError,
     IncompatibleStore,
@@ -466,17 +466,13 @@ def _probe_lite_lock(path: str) -> None:
     lock = db.parent / f".{db.name}.lock"
     if not lock.exists():
         return
-    with lock.open("a") as handle:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise StoreUnavailable(
-                "milvus",
-                "open",
-                f"{path} is open in another process; Milvus Lite serves a file to one process "
-                "at a time (use a Milvus server to share it)",
-            ) from exc
-        fcntl.lockf(handle, fcntl.LOCK_UN)
+    if locks.probe_posix_lock(lock):
+        raise StoreUnavailable(
+            "milvus",
+            "open",
+            f"{path} is open in another process; Milvus Lite serves a file to one process "
+            "at a time (use a Milvus server to share it)",
+        )
 
 
 _LITE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")

@@ -15,11 +15,11 @@ A stop request (SIGTERM, Ctrl-C) ends a wait at once and a run after its current
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from shadowswap.clock import Clock
+from shadowswap.durations import interval_seconds
 from shadowswap.errors import InvalidInput, ShadowswapError
 from shadowswap.metrics import Drift, Metrics
 from shadowswap.sync.pacing import StopSignal, pause
@@ -27,19 +27,12 @@ from shadowswap.sync.reconcile import ReconcileReport
 
 log = logging.getLogger("shadowswap.sync.continuous")
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 MIN_INTERVAL_S = 1.0
 
 
 def parse_duration(text: str, field: str = "--every") -> float:
     """Seconds in ``30s``, ``10m``, ``1h``, ``1h30m``, ``2d`` or a bare number of seconds."""
-    raw = text.strip().lower()
-    seconds: float | None = None
-    if re.fullmatch(r"\d+(?:\.\d+)?", raw):
-        seconds = float(raw)
-    elif raw and re.fullmatch(rf"(?:{_PART.pattern})+", raw):
-        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(raw))
+    seconds = interval_seconds(text)
     if seconds is None or seconds < MIN_INTERVAL_S:
         raise InvalidInput(
             field,

@@ -14,13 +14,12 @@ releases it when its holder dies, even by SIGKILL, so a crash never leaves a sta
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from shadowswap import locks
 from shadowswap.errors import StateError
 from shadowswap.fileio import atomic_write
 
@@ -57,20 +56,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def exclusive_lock(path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) or raise `StateError` at once."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = locks.open_lock_file(path, mode=0o644)
     except OSError as exc:
         raise StateError(str(path), f"cannot create lock ({exc.strerror or exc})") from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise StateError(
-                str(path), f"another {what} is running (pid {holder}); wait for it to finish"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        with locks.hold(fd, blocking=False, write_pid=True):  # closing releases the lock
+            yield
+    except locks.LockHeld as busy:  # raised only by this hold: a nested one maps its own
+        raise StateError(
+            str(path), f"another {what} is running (pid {busy.holder}); wait for it to finish"
+        ) from None
