@@ -8,7 +8,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import chromadb
@@ -35,6 +35,7 @@ from shadowswap.stores import base
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing.faults import FailingStore, HangingStore, SlowStore
 from shadowswap.values import Query
+from tests.counting import CHECKS, count_calls
 from tests.metrics_helpers import RecordingMetrics
 from tests.router_helpers import TENANTS, Stores, load_stores, make_router, settings
 
@@ -346,29 +347,6 @@ def test_bad_input_is_the_callers_error_with_no_fallback_and_no_shadow(
         with pytest.raises(InvalidInput, match="trace_id"):
             router.search("acme", query(stores), 10, trace_id="has space")
     assert sink.of("fallback") == [] and comparisons(sink) == []
-
-
-def count_calls(
-    monkeypatch: pytest.MonkeyPatch, where: list[object], names: tuple[str, ...]
-) -> Counter[str]:
-    """Count the calls of ``names`` in each module of ``where`` that has them."""
-    calls: Counter[str] = Counter()
-
-    def counting(name: str, fn: Callable[..., object]) -> Callable[..., object]:
-        def counted(*args: object, **kwargs: object) -> object:
-            calls[name] += 1
-            return fn(*args, **kwargs)
-
-        return counted
-
-    for module in where:
-        for name in names:
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, counting(name, getattr(module, name)))
-    return calls
-
-
-CHECKS = ("check_tenant", "to_vector", "check_k", "check_metadata")
 
 
 def test_a_routed_read_is_checked_once(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing.faults import FailingStore, HangingStore
+from tests.counting import CHECKS, count_calls
 from tests.servers import free_port
 from tests.service.conftest import Gateway
 
@@ -135,24 +135,11 @@ def test_a_search_is_checked_once_past_pydantic(
     """pydantic checks the shape; the value rules run once, into the `Query` the handler
     makes; neither the router nor the store checks it again."""
     seed(gateway)
-    calls: Counter[str] = Counter()
-
-    def counting(name: str, fn: Callable[..., object]) -> Callable[..., object]:
-        def counted(*args: object, **kwargs: object) -> object:
-            calls[name] += 1
-            return fn(*args, **kwargs)
-
-        return counted
-
-    checks = ("check_tenant", "to_vector", "check_k", "check_metadata")
-    for module in (values, base):
-        for name in checks:
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, counting(name, getattr(module, name)))
+    calls = count_calls(monkeypatch, [values, base], CHECKS)
     body = {"tenant": "tenant-a", "vector": [1, 0, 0, 0.5], "k": 5, "filter": {"lang": "en"}}
     r = gateway.post("search", body)
     assert r.status_code == 200 and {h["doc_id"] for h in r.json()["hits"]} == {"d1", "d3"}
-    assert calls == Counter(dict.fromkeys(checks, 1))
+    assert calls == Counter(dict.fromkeys(CHECKS, 1))
 
 
 @pytest.mark.parametrize(

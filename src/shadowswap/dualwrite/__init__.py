@@ -13,7 +13,8 @@ durable outbox until ``shadowswap replay-outbox`` applies it. See ``docs/dual-wr
     sqlite_outbox.py    the default outbox (SQLite, WAL; no document content); also the one
                         tests and demos use, in a temporary directory
     postgres_outbox.py  the shared outbox for several replicas (PostgreSQL, psycopg loaded lazily)
-    figures.py          the outbox figures (size, age, drops) the writer and applier report
+    figures.py          `OutboxSampler`: the outbox size and age the writer and applier
+                        tell metrics listeners (the exposition reads the outbox at scrape)
     logfields.py        error fields that are safe to log
 
 The path of one write (`DualWriter.upsert` or `delete`): the writer asks the policy once
