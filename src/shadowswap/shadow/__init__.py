@@ -2,6 +2,7 @@
 the caller's thread and within a deadline, and the two answers are compared.
 
     compare.py       the measures of one comparison (agreement@5, nDCG@10, deltas), pure
+    ranking.py       the rank measures themselves (CONTRACT §2 formulas), pure
     executor.py      bounded queue + bounded workers + deadline watchdog
     read.py          one shadow read: search the shadow backend, make one Observation
     observations.py  the observation record, the JSON-lines log, reading it back
