@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# `benchmarks.decision_quality` (the gate's harness, shared with tests/gate) imports from the
+# repository root, as the tests do.
+sys.path.insert(0, str(HERE.parent))
 
 
 def machine() -> dict[str, str]:
@@ -78,9 +81,9 @@ def main() -> int:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         started = time.perf_counter()
         try:
+            spec.loader.exec_module(module)
             figures = module.run(quick=args.quick)
         except Exception as exc:  # noqa: BLE001 - report and go on with the other benchmarks
             print(f"{name}.error: {type(exc).__name__}: {exc}")
