@@ -186,3 +186,12 @@ def test_secrets_are_masked(url: str, shown: str) -> None:
     assert mask_secrets(url) == shown
     env = load_settings(environ={"RETRIEVAL_PGVECTOR_URL": url}).as_env()
     assert env["RETRIEVAL_PGVECTOR_URL"] == shown
+
+
+def test_every_variable_settings_reads_is_named_once_in_names() -> None:
+    from shadowswap.settings import names
+
+    named = {
+        value for key, value in vars(names).items() if key.isupper() and isinstance(value, str)
+    }
+    assert set(VARIABLES) <= named

@@ -44,7 +44,11 @@ from shadowswap.errors import InvalidInput
 from shadowswap.settings import names
 from shadowswap.settings.config import KINDS
 from shadowswap.settings.phase import (
+    BACKEND,
+    DUAL,
     PHASES,
+    SHADOW,
+    TARGET,
     Phase,
     PhaseName,
     percent_text,
@@ -54,10 +58,6 @@ from shadowswap.settings.phase import (
 LADDER: tuple[float, ...] = (10.0, 50.0, 100.0)
 RECONCILE_FILE = "reconcile_last.json"
 
-BACKEND = names.RETRIEVAL_BACKEND
-TARGET = names.RETRIEVAL_TARGET_BACKEND
-DUAL = names.FF_RETRIEVAL_DUAL_WRITE
-SHADOW = names.FF_RETRIEVAL_SHADOW_READ
 TENANTS = names.RETRIEVAL_CUTOVER_TENANTS
 PERCENT = names.RETRIEVAL_CUTOVER_PERCENT
 ROLLOUT_VARIABLES = names.ROLLOUT_VARIABLES

@@ -55,7 +55,7 @@ from shadowswap.rollout.journal import (
     append_or_explain,
     utc_timestamp,
 )
-from shadowswap.rollout.phases import BACKEND, DUAL, PERCENT, SHADOW, TARGET, TENANTS
+from shadowswap.rollout.phases import PERCENT, TENANTS
 from shadowswap.rollout.purge import Purge
 from shadowswap.rollout.smoke import SmokeResult, SmokeTest
 from shadowswap.settings import names
@@ -68,6 +68,7 @@ from shadowswap.settings.envfile import (
     render_diff,
     write_env,
 )
+from shadowswap.settings.phase import BACKEND, DUAL, SHADOW, TARGET
 
 SETTLE_S = 6.0
 
