@@ -171,45 +171,45 @@ class Settings(BaseSettings):
     # Backends (runbooks 000, 002)
     backend: Annotated[str, BeforeValidator(_kind)] = _var(names.RETRIEVAL_BACKEND, "faiss")
     target_backend: Annotated[str | None, BeforeValidator(_optional_kind)] = _var(
-        "RETRIEVAL_TARGET_BACKEND", None
+        names.RETRIEVAL_TARGET_BACKEND, None
     )
     # Shadow read (runbook 000)
     shadow_read: OnOff = _var(names.FF_RETRIEVAL_SHADOW_READ, False)
     shadow_sample_rate_text: Annotated[str, BeforeValidator(_rate)] = _var(
-        "FF_RETRIEVAL_SHADOW_SAMPLE_RATE", "0.25"
+        names.FF_RETRIEVAL_SHADOW_SAMPLE_RATE, "0.25"
     )
     tenant_allowlist: Annotated[tuple[str, ...], BeforeValidator(_tenants)] = _var(
-        "RETRIEVAL_TENANT_ALLOWLIST", ()
+        names.RETRIEVAL_TENANT_ALLOWLIST, ()
     )
     shadow_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
-        "RETRIEVAL_SHADOW_TIMEOUT_MS", 800
+        names.RETRIEVAL_SHADOW_TIMEOUT_MS, 800
     )
     # Dual write (runbook 000)
     dual_write: OnOff = _var(names.FF_RETRIEVAL_DUAL_WRITE, False)
     cb_threshold: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
-        "RETRIEVAL_DUAL_WRITE_CB_THRESHOLD", 3
+        names.RETRIEVAL_DUAL_WRITE_CB_THRESHOLD, 3
     )
     cb_window_s: Annotated[float, BeforeValidator(_number(0, math.inf, False, True))] = _var(
-        "RETRIEVAL_DUAL_WRITE_CB_WINDOW_S", 30
+        names.RETRIEVAL_DUAL_WRITE_CB_WINDOW_S, 30
     )
     outbox_max: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
-        "RETRIEVAL_DUAL_WRITE_OUTBOX_MAX", 1000
+        names.RETRIEVAL_DUAL_WRITE_OUTBOX_MAX, 1000
     )
     outbox_ttl_s: Annotated[float, BeforeValidator(_number(0, math.inf, False, True))] = _var(
-        "RETRIEVAL_DUAL_WRITE_OUTBOX_TTL_S", 86400
+        names.RETRIEVAL_DUAL_WRITE_OUTBOX_TTL_S, 86400
     )
     # Cutover (runbook 003)
     cutover_tenants: Annotated[tuple[str, ...], BeforeValidator(_tenants)] = _var(
-        "RETRIEVAL_CUTOVER_TENANTS", ()
+        names.RETRIEVAL_CUTOVER_TENANTS, ()
     )
     cutover_percent: Annotated[float, BeforeValidator(_number(0, 100, False))] = _var(
-        "RETRIEVAL_CUTOVER_PERCENT", 0
+        names.RETRIEVAL_CUTOVER_PERCENT, 0
     )
     chroma_path: Text = _var(names.CHROMA_PATH, "./chroma_db")
     # Metric labels (runbook 004)
     metric_env: Annotated[str, BeforeValidator(_metric_env)] = _var(names.METRIC_ENV, "local")
     shadow_pipeline_version: Annotated[str, BeforeValidator(_label)] = _var(
-        "SHADOW_PIPELINE_VERSION", "dev"
+        names.SHADOW_PIPELINE_VERSION, "dev"
     )
     # Locations (ours): a plain path is the embedded engine, a URL or DSN a server
     faiss_url: Text = _var(names.RETRIEVAL_FAISS_URL, "./data/faiss")
@@ -233,26 +233,26 @@ class Settings(BaseSettings):
     state_dir: Text = _var(names.RETRIEVAL_STATE_DIR, "./data/state")
     # Rollout (issue 6): the backend rollbacks return to, and the rollback journal
     legacy_backend: Annotated[str, BeforeValidator(_kind)] = _var(
-        "RETRIEVAL_LEGACY_BACKEND", "faiss"
+        names.RETRIEVAL_LEGACY_BACKEND, "faiss"
     )
     rollback_journal: Text = _var(
-        "RETRIEVAL_ROLLBACK_JOURNAL", "artifacts/rollback_drill_log.ndjson"
+        names.RETRIEVAL_ROLLBACK_JOURNAL, "artifacts/rollback_drill_log.ndjson"
     )
     # Read path and shadow observations (issue 3, docs/shadow-read.md)
     read_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True))] = _var(
-        "RETRIEVAL_READ_TIMEOUT_MS", 2000
+        names.RETRIEVAL_READ_TIMEOUT_MS, 2000
     )
     observations_dir: OptionalText = _var(names.RETRIEVAL_OBSERVATIONS_DIR, None)
     observations_retention_days: Annotated[int, BeforeValidator(_number(1, math.inf, True))] = _var(
-        "RETRIEVAL_OBSERVATIONS_RETENTION_DAYS", 90
+        names.RETRIEVAL_OBSERVATIONS_RETENTION_DAYS, 90
     )
     # Dual write (issue 4, docs/dual-write.md): a background batch slower counts as failed
     dual_write_timeout_ms: Annotated[int, BeforeValidator(_number(0, math.inf, True, True))] = _var(
-        "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS", 500
+        names.RETRIEVAL_DUAL_WRITE_TIMEOUT_MS, 500
     )
     # HTTP service (issue 7, docs/service.md): requests with a larger body get 413
     max_body_bytes: Annotated[int, BeforeValidator(_number(1024, 1 << 30, True))] = _var(
-        "RETRIEVAL_MAX_BODY_BYTES", 8 * 1024 * 1024
+        names.RETRIEVAL_MAX_BODY_BYTES, 8 * 1024 * 1024
     )
 
     @classmethod
