@@ -205,6 +205,14 @@ class Metrics:
             "retrieval_dual_read_mismatch_total", "Shadow results with agreement@5 < 1.",
             ["backend"],
         )  # fmt: skip
+        self.hit_classes = counter(
+            "retrieval_shadow_hit_class_total",
+            "Shadow comparisons in which the target returned a document the primary did not, "
+            "by what the lookup found: foreign (absent from the tenant in the primary), stale "
+            "(another version), late (written after the primary answered), ranking (the same "
+            "document), unchecked (the lookup failed).",
+            ["backend", "class"],
+        )
         # The value the latest live worker set (a build is the same in every worker).
         self.build_info = Gauge(
             "retrieval_build_info", "Build and backends.",

@@ -36,6 +36,7 @@ from shadowswap.read.router import Router
 from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.settings.phase import classify
 from shadowswap.shadow.observations import observation_log
+from shadowswap.shadow.statelog import StateRecorder
 from shadowswap.stores import open_store
 from shadowswap.stores.base import BaseStore
 
@@ -56,6 +57,8 @@ class Runtime:
     metrics: Metrics
     registry: CollectorRegistry | None
     clock: Clock
+    #: writes state records to the observation log (None when there is no log)
+    recorder: StateRecorder | None = None
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -63,6 +66,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.recorder is not None:  # its last record reads the outbox: first
+            self.recorder.close()
         for step in (self.router.close, self.writer.close, self.outbox.close):
             try:
                 step()
@@ -129,6 +134,8 @@ def build_runtime(
                 store.close()
         raise
     breaker = Breaker(clock, metrics.breaker_state)
+    writer = DualWriter(primary, target, source, outbox, breaker, metrics, clock)
+    observations = observation_log(settings, clock)
     router = Router(
         primary=primary,
         target=target,
@@ -136,13 +143,28 @@ def build_runtime(
         metrics=metrics,
         clock=clock,
         rng=rng or random.Random(),
-        observations=observation_log(settings, clock),
+        observations=observations,
+        recent=writer.recent,  # so a shadow read knows what was written while it ran
     )
-    writer = DualWriter(primary, target, source, outbox, breaker, metrics, clock)
     metrics.read_outbox_from(lambda: outbox_figures(writer, clock))
     metrics.read_phase_from(lambda: classify(source.current()).name)
+    recorder = None
+    if observations is not None:  # the serving and write side in the log, for the gate
+        recorder = StateRecorder(
+            observations, metrics, clock, read_outbox=lambda: outbox_figures(writer, clock)
+        )
     return Runtime(
-        source, primary, target, router, writer, outbox, breaker, metrics, registry, clock
+        source,
+        primary,
+        target,
+        router,
+        writer,
+        outbox,
+        breaker,
+        metrics,
+        registry,
+        clock,
+        recorder,
     )
 
 

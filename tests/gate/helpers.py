@@ -22,6 +22,7 @@ def healthy(n: int = 500, seed: int = 1, miss: float = 0.02, **changes: Any) -> 
         compared=n,
         mismatches=sum(a < 1 for a in agreement),
         foreign_hits=0,
+        stale_hits=0,
         shadow_errors=0,
         drops={"timeout": 0, "queue_full": 0},
         reads=4 * n,

@@ -112,25 +112,27 @@ def test_thin_evidence_and_drift_hold(tmp_path: Path) -> None:
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc["verdict"] == "HOLD"
-    assert any("insufficient evidence: 40 samples" in r for r in doc["reasons"])
+    assert any("insufficient evidence: 40 comparisons" in r for r in doc["reasons"])
     assert any(r.startswith("reconcile_drift: fails") for r in doc["reasons"])
 
 
-def test_the_default_criteria_need_metrics_too(tmp_path: Path) -> None:
+def test_a_log_without_state_records_leaves_the_write_side_unknown(tmp_path: Path) -> None:
+    """A log written by a gateway older than the state records: comparisons only."""
     obs, state, _ = setup_dirs(tmp_path)
     write_log(obs, 400)
     out = run("--observations", str(obs), "--state-dir", str(state), "--json", cwd=tmp_path)
     doc = json.loads(out.stdout)
     assert out.returncode == 1 and doc["verdict"] == "HOLD"
     drops = next(c for c in doc["criteria"] if c["name"] == "drops")
-    assert drops["passed"] is None and "give --prometheus" in drops["detail"]
+    assert drops["passed"] is None and "--metrics-url" in drops["detail"]
+    assert any("no state records in the log" in n for n in doc["evidence"]["notes"])
 
 
 def test_bad_usage_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     obs, _, _ = setup_dirs(tmp_path)
     obs.mkdir()
     cases = [
-        ((), "give at least one source"),
+        ((), "no source of evidence: set RETRIEVAL_OBSERVATIONS_DIR"),
         (("--observations", str(tmp_path / "nowhere")), "does not exist"),
         (("--criteria", str(tmp_path / "none.yml"), "--observations", str(obs)), "does not exist"),
         (("--observations", str(obs), "--window", "soon"), "not a duration"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+import numpy as np
 import pytest
 
 from shadowswap.gate import Criteria, Criterion, Evidence, Verdict, default_criteria, evaluate
@@ -45,7 +46,10 @@ def test_any_unknown_field_is_not_a_promotion(name: str) -> None:
 def test_too_few_samples_hold() -> None:
     result = evaluate(healthy(n=60), default_criteria())
     assert result.verdict is Verdict.HOLD
-    assert "60 samples, at least 100 needed" in by_name(result)["agreement_at_5"].detail  # type: ignore[attr-defined]
+    assert (
+        "60 comparisons, at least 100 needed; about 40 more comparisons needed"
+        in by_name(result)["agreement_at_5"].detail
+    )  # type: ignore[attr-defined]
 
 
 def test_a_raw_mean_above_the_threshold_is_not_enough() -> None:
@@ -130,3 +134,52 @@ def test_as_dict_has_the_contract_keys() -> None:
         assert {"name", "value", "threshold", "passed"} <= set(c)
     unknown = evaluate(Evidence(), default_criteria()).as_dict()
     assert all(c["value"] is None or isinstance(c["value"], float) for c in unknown["criteria"])
+
+
+def test_hold_says_how_many_trials_a_zero_rate_still_needs_and_how_long() -> None:
+    """Issue 15, item 4: not "260 samples where 100 are needed" but the trials still missing
+    to rule out the rate: 0 in n is below 1 % at 95 % from n = 299 (ln 0.05 / ln 0.99 =
+    298.07), so 39 more; at 260 comparisons in 1,000 s that is 150 s."""
+    ev = healthy(
+        agreement_at_5=(1.0,) * 260, ndcg_at_10=(1.0,) * 260, compared=260, mismatches=0,
+        foreign_hits=0, stale_hits=0, window_s=1000.0,
+    )  # fmt: skip
+    result = evaluate(ev, default_criteria())
+    assert result.verdict is Verdict.HOLD
+    foreign = by_name(result)["foreign_hits"]
+    assert foreign.passed is None and foreign.needed == 39 and foreign.unit == "comparisons"
+    assert foreign.needed_s == pytest.approx(150.0)
+    assert "not yet below 1 % (the rate it must rule out)" in foreign.detail
+    assert "about 39 more comparisons needed (about 2 min at the rate seen)" in foreign.detail
+    assert by_name(result)["stale_hits"].needed == 39
+    doc = foreign.as_dict()
+    assert doc["needed"] == 39 and doc["needed_s"] == 150.0 and doc["unit"] == "comparisons"
+
+
+def test_a_foreign_hit_never_promotes_and_rolls_back_once_its_rate_is_bounded_above() -> None:
+    """One foreign hit in 500: HOLD (failed), not ROLLBACK (the lower bound, 0.01 %, is not
+    above 0.1 %); 10 in 2,000: the lower bound (0.27 %) is, so ROLLBACK."""
+    few = evaluate(healthy(foreign_hits=1), default_criteria())
+    assert few.verdict is Verdict.HOLD and by_name(few)["foreign_hits"].passed is False
+    n = 2000
+    many = evaluate(
+        healthy(agreement_at_5=(1.0,) * n, ndcg_at_10=(1.0,) * n, compared=n, foreign_hits=10),
+        default_criteria(),
+    )
+    assert many.verdict is Verdict.ROLLBACK
+    assert by_name(many)["foreign_hits"].verdict is Verdict.ROLLBACK
+
+
+def test_a_mean_between_its_bounds_says_how_many_more_samples() -> None:
+    """Mean 0.93 with variance: the bound straddles 0.9 at n=100; the estimate is the n at
+    which the Bernstein lower bound at that mean and variance clears it."""
+    samples = tuple([1.0] * 93 + [0.0] * 7)
+    result = evaluate(healthy(agreement_at_5=samples), default_criteria())
+    agreement = by_name(result)["agreement_at_5"]
+    assert agreement.passed is None and agreement.needed is not None and agreement.needed > 0
+    from shadowswap.gate import stats
+
+    n = 100 + agreement.needed
+    mean, var = 0.93, float(np.var(samples, ddof=1))
+    assert stats.empirical_bernstein(n, mean, var, 1.0, 0.95)[0] >= 0.9
+    assert stats.empirical_bernstein(n - 1, mean, var, 1.0, 0.95)[0] < 0.9

@@ -113,7 +113,8 @@ def test_router_records_and_registry_tell_the_same_story(stores: Stores) -> None
     assert from_metrics.reads == 40 and from_metrics.read_errors == 0
     assert from_metrics.drops == {"timeout": 0, "queue_full": 0}
     assert from_metrics.dual_write_errors == 0 and from_metrics.outbox_size == 0
-    assert from_metrics.foreign_hits is None  # metrics carry no hit ids
+    assert from_metrics.foreign_hits == from_log.foreign_hits == 0  # the lookups, counted
+    assert from_metrics.stale_hits == from_log.stale_hits == 0
     assert from_log.foreign_hits == 0 and from_log.dropped is None  # no queue_full in the log
     mean = from_metrics.agreement_at_5.mean  # type: ignore[union-attr]
     assert mean == pytest.approx(np.mean(from_log.agreement_at_5))  # type: ignore[arg-type]

@@ -73,6 +73,7 @@ def test_a_line_is_one_json_object_with_the_documented_fields(tmp_path: Path) ->
         "filtered", "primary_ids", "primary_scores", "primary_latency_s", "shadow_ids",
         "shadow_scores", "shadow_latency_s", "agreement_at_5", "agreement_cutoff", "ndcg_at_10",
         "score_delta", "latency_delta_s", "mismatch", "error", "sample", "source",
+        "write_seq", "looked_up", "left_out", "late", "foreign", "stale", "ranking", "unchecked",
     }  # fmt: skip
     assert Observation.from_json(data) == observation(at("2025-10-21T14:50:00.123"))
 

@@ -51,7 +51,10 @@ def gate_cmd(
     ] = None,
     observations: Annotated[
         Path | None,
-        typer.Option(help="Shadow observation log directory (RETRIEVAL_OBSERVATIONS_DIR)."),
+        typer.Option(
+            help="Shadow observation log directory (default: RETRIEVAL_OBSERVATIONS_DIR when "
+            "no other source is given)."
+        ),
     ] = None,
     prometheus: Annotated[
         str | None, typer.Option(help="Prometheus base URL to read the metrics from.")
@@ -84,13 +87,18 @@ def gate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Decide PROMOTE, HOLD or ROLLBACK from shadow evidence, on confidence bounds."""
-    if observations is None and prometheus is None:
-        raise InvalidInput(
-            "--observations/--prometheus", "give at least one source of evidence (or both)"
-        )
     chosen: Criteria = load_criteria(criteria) if criteria is not None else default_criteria()
     seconds = window_seconds(window)
     settings = load_settings(env_file)
+    if observations is None and prometheus is None:
+        if not settings.observations_dir:
+            raise InvalidInput(
+                "--observations",
+                "no source of evidence: set RETRIEVAL_OBSERVATIONS_DIR (the gateway's "
+                "observation log, in the env or --env-file) or give --observations DIR, "
+                "--metrics-url URL or --prometheus URL",
+            )
+        observations = Path(settings.observations_dir)
     now = time.time()
     parts: list[Evidence] = []
     if observations is not None:

@@ -40,6 +40,7 @@ from shadowswap.dualwrite.replay import Replayer
 from shadowswap.errors import ConfigError
 from shadowswap.metrics import Metrics
 from shadowswap.settings.config import SettingsSource
+from shadowswap.shadow.recent import RecentWrites
 from shadowswap.stores.base import VectorStore
 
 log = logging.getLogger("shadowswap.dualwrite.applier")
@@ -71,8 +72,10 @@ class Applier:
         max_batch_items: int = 100,
         max_backlog_items: int = 1000,
         name: str = "dualwrite-applier",
+        recent: RecentWrites | None = None,
     ) -> None:
         self.owner = owner
+        self._recent = recent
         self._outbox = outbox
         self._stores = dict(stores)
         self._settings = settings
@@ -175,9 +178,21 @@ class Applier:
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one batch
                 log.error("background apply failed", extra={"error": type(exc).__name__})
             finally:
+                self._settle(batch)
                 with self._cond:
                     self._handled += len(batch)
                     self._cond.notify_all()
+
+    def _settle(self, jobs: Jobs) -> None:
+        """The writer's documents are no longer pending: applied, or left to the replay."""
+        if self._recent is None:
+            return
+        for job in jobs:
+            by_tenant: dict[str, list[str]] = {}
+            for item in job:
+                by_tenant.setdefault(item.tenant, []).append(item.doc_id)
+            for tenant, ids in by_tenant.items():
+                self._recent.settle(tenant, ids)
 
     def _apply(self, jobs: Jobs) -> None:
         """One batch of the writer's items, through the breaker, by the replay rules."""

@@ -95,6 +95,7 @@ from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import Metrics
 from shadowswap.policy import Role, plan
 from shadowswap.settings.config import Settings, SettingsSource
+from shadowswap.shadow.recent import RecentWrites
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore, canonical_batch
 from shadowswap.values import Document, check_doc_ids, check_tenant
@@ -170,6 +171,7 @@ class DualWriter:
         lease_s: float = 60.0,
         max_batch_items: int = 100,
         max_backlog_items: int = 1000,
+        recent: RecentWrites | None = None,
     ) -> None:
         if target is not None and target.metric != primary.metric:
             raise ConfigError(
@@ -191,12 +193,15 @@ class DualWriter:
         self._sink = sink
         self._clock = clock
         self._lease_s = lease_s
+        #: the process's write sequence the shadow comparison reads (`shadowswap.shadow.recent`)
+        self.recent = recent if recent is not None else RecentWrites()
         self.owner = f"writer:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dualwrite-direct")
         self._figures = OutboxSampler(sink, clock)
         self._applier = Applier(
             outbox, self._by_kind, settings, breaker, sink, clock, self._figures,
             owner=self.owner, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items,
+            recent=self.recent,
         )  # fmt: skip
         self._lock = threading.Lock()
         self._sync_kinds: dict[str, str] = {}  # tenant -> kind its last write went to
@@ -217,7 +222,12 @@ class DualWriter:
         settings = self._settings.current()
         sync, deferred = self._plan(settings, tenant)
         if deferred is None:
-            report = sync.upsert(tenant, documents)
+            ids = [d.doc_id for d in documents]
+            self.recent.begin(tenant, ids)
+            try:
+                report = sync.upsert(tenant, documents)
+            finally:
+                self.recent.settle(tenant, ids)
             return WriteResult(
                 tenant, "upsert", sync.kind, report.written, report.unchanged, None, "none",
                 trace_id=trace_id,
@@ -249,7 +259,11 @@ class DualWriter:
         settings = self._settings.current()
         sync, deferred = self._plan(settings, tenant)
         if deferred is None:
-            removed = sync.delete(tenant, ids)
+            self.recent.begin(tenant, ids)
+            try:
+                removed = sync.delete(tenant, ids)
+            finally:
+                self.recent.settle(tenant, ids)
             return WriteResult(
                 tenant, "delete", sync.kind, removed, 0, None, "none", trace_id=trace_id
             )
@@ -354,6 +368,20 @@ class DualWriter:
             )
 
     def _dual(self, job: _Job) -> tuple[Outcome, int, int]:
+        """Append, write synchronously, hand the deferred side on. The documents are pending
+        in `recent` from before the synchronous write until whoever carries the deferred
+        side has settled them (the applier, the direct path, or this call)."""
+        ids = [c.doc_id for c in job.changes]
+        self.recent.begin(job.tenant, ids)
+        handed: set[str] = set()  # settled later, by the applier or the direct path
+        try:
+            return self._dual_write(job, handed)
+        finally:
+            left = [d for d in ids if d not in handed] if handed else ids
+            if left:
+                self.recent.settle(job.tenant, left)
+
+    def _dual_write(self, job: _Job, handed: set[str]) -> tuple[Outcome, int, int]:
         settings = job.settings
         refused = self._breaker.refuses(BreakerConfig(settings.cb_threshold, settings.cb_window_s))
         own = not refused and self._applier.has_room(len(job.changes))
@@ -368,6 +396,7 @@ class DualWriter:
         if appended is None:
             if not refused:
                 self._pool.submit(self._direct, job)
+                handed.update(c.doc_id for c in job.changes)
             return "unrecorded", 0, 0
         queued, dropped = len(appended.seqs), len(appended.refused)
         outcome: Outcome = "queued"
@@ -376,6 +405,7 @@ class DualWriter:
             items = [Item.of(seq, change, appended.created_at) for seq, change in stored]
             if self._applier.offer(items):  # else closed or backlogged meanwhile: the
                 outcome = "deferred"  # applier released them, replay-outbox will take them
+                handed.update(i.doc_id for i in items)
         return ("dropped" if dropped else outcome), queued, dropped
 
     def _append(self, job: _Job, owner: str | None) -> Appended | None:
@@ -422,6 +452,12 @@ class DualWriter:
     # -- when the outbox failed ------------------------------------------------------------
     def _direct(self, job: _Job) -> None:
         """The outbox failed: try the backend directly, once, so the change may still land."""
+        try:
+            self._try_direct(job)
+        finally:
+            self.recent.settle(job.tenant, [c.doc_id for c in job.changes])
+
+    def _try_direct(self, job: _Job) -> None:
         settings = job.settings
         config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
         ticket = self._breaker.attempt(config)

@@ -11,6 +11,8 @@ A criteria file (``deploy/gate.yml`` is the documented default)::
         threshold: 0.9
         on_fail: HOLD                    # HOLD or ROLLBACK when it fails with confidence
         rollback_threshold: 0.7          # optional: ROLLBACK when clearly beyond this
+        rule_out: 0.01                   # optional, must-be-zero rates: the rate 0 events
+                                         # must rule out to pass (default rollback_threshold)
         min_samples: 100                 # optional, overrides the global one
         required: true                   # false: unknown is "not measured", not HOLD
         calibrate: true                  # a --baseline sets the threshold ...
@@ -46,8 +48,10 @@ _DEFAULTS: tuple[tuple[str, str, Op, float, float | None, float | None, str], ..
      "runbook 000: shadow ranking graded by the primary's"),
     ("mismatch_ratio", "mismatch_ratio", "<=", 0.1, 0.5, 0.05,
      "runbook 001: mismatches (agreement@5 < 1) stay rare"),
-    ("foreign_hits", "foreign_hit_ratio", "<=", 0.0, 0.01, 0.01,
-     "no shadow hit the primary cannot explain (another tenant's or a stale document)"),
+    ("foreign_hits", "foreign_hit_ratio", "<=", 0.0, 0.001, None,
+     "no shadow hit absent from the tenant's primary (another tenant's or a deleted document)"),
+    ("stale_hits", "stale_hit_ratio", "<=", 0.0, 0.01, None,
+     "no shadow hit in an older version than the primary's"),
     ("score_delta", "score_delta_mean", "<=", 0.2, 0.5, None,
      "runbook 001: mean score delta < 0.2"),
     ("latency_delta", "latency_delta_mean_s", "<=", 0.08, None, None,
@@ -77,6 +81,12 @@ _DEFAULTS: tuple[tuple[str, str, Op, float, float | None, float | None, str], ..
 )  # fmt: skip
 
 
+#: must-be-zero rates whose rule-out rate is not their rollback threshold: a foreign hit is
+#: a fault at any rate (ROLLBACK once its rate is confidently above 0.1 %), but 0 in 299
+#: comparisons (below 1 % at 95 %) is enough to pass, as for the other rates
+_RULE_OUT = {"foreign_hits": 0.01}
+
+
 def default_criteria() -> Criteria:
     """The runbooks' go/no-go conditions (the same as ``deploy/gate.yml``). Every failure is
     HOLD unless it is beyond a rollback threshold."""
@@ -92,6 +102,7 @@ def default_criteria() -> Criteria:
                 calibrate=margin is not None,
                 margin=margin or 0.0,
                 description=why,
+                rule_out=_RULE_OUT.get(name),
             )
             for name, statistic, op, threshold, rollback, margin, why in _DEFAULTS
         ),
@@ -167,6 +178,7 @@ class _CriterionEntry(BaseModel):
     op: Annotated[str, AfterValidator(_known_op)]
     threshold: _Number
     rollback_threshold: _Number | None = None
+    rule_out: Annotated[_Number, Field(gt=0, lt=1)] | None = None
     on_fail: Literal["HOLD", "ROLLBACK"] | None = None
     min_samples: _WholeNumber | None = None
     required: bool | None = True
@@ -189,6 +201,7 @@ _MISTAKES = {
     "op": f"is not one of {', '.join(OPS)}",
     "threshold": "must be a number",
     "rollback_threshold": "must be a number",
+    "rule_out": "must be a number in (0, 1)",
     "on_fail": "must be HOLD or ROLLBACK",
     "min_samples": "must be a whole number >= 2",
     "required": "must be true or false",
@@ -260,6 +273,7 @@ def _criterion(entry: Any, label: str, errors: list[str]) -> Criterion | None:
         margin=float(e.margin or 0.0),
         value_range=(e.value_range[0], e.value_range[1]) if e.value_range else None,
         description=e.description or "",
+        rule_out=e.rule_out,
     )
 
 

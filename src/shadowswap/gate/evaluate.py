@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shadowswap.gate import stats
+from shadowswap.gate import needed, stats
 from shadowswap.gate.model import (
     Criteria,
     Criterion,
@@ -70,7 +70,12 @@ STATISTICS: dict[str, Statistic] = {
         Statistic(
             "foreign_hit_ratio",
             "ratio",
-            "comparisons where the shadow returned a hit the primary cannot explain",
+            "comparisons where the shadow returned a document the tenant's primary lacks",
+        ),
+        Statistic(
+            "stale_hit_ratio",
+            "ratio",
+            "comparisons where the shadow returned an older version of a primary document",
         ),
         Statistic("shadow_error_ratio", "ratio", "shadow reads that raised"),
         Statistic("drop_ratio", "ratio", "shadow reads dropped (timeout or full queue)"),
@@ -102,6 +107,8 @@ def _ratio(e: Evidence, name: str) -> tuple[int, int] | None:
         pair = (e.mismatches, e.compared)
     elif name == "foreign_hit_ratio":
         pair = (e.foreign_hits, e.compared)
+    elif name == "stale_hit_ratio":
+        pair = (e.stale_hits, e.compared)
     elif name == "shadow_error_ratio":
         pair = (e.shadow_errors, e.shadow_attempts)
     elif name == "drop_ratio":
@@ -120,21 +127,33 @@ def _ratio(e: Evidence, name: str) -> tuple[int, int] | None:
 
 
 _RECONCILE = "run `shadowswap reconcile`: it writes reconcile_last.json in the state dir"
+_SOURCES = (
+    "set RETRIEVAL_OBSERVATIONS_DIR on the gateway and give --observations (its default), "
+    "or give --metrics-url or --prometheus"
+)
 _HINTS = {
-    "mean": "give --observations or --prometheus",
-    "quantile": "give --observations or --prometheus",
-    "foreign_hit_ratio": "only the observation log has hit ids and scores: give --observations",
     "reconcile_drift": _RECONCILE,
     "reconcile_age_s": _RECONCILE,
-    "mismatch_ratio": "give --observations or --prometheus",
-    "shadow_error_ratio": "give --observations or --prometheus",
 }
-_METRICS_ONLY = "only metrics have it (the observation log does not): give --prometheus"
+
+
+#: what one sample (or trial) of a statistic is, for "N more ... needed"
+_UNITS = {
+    "shadow_error_ratio": "shadow reads",
+    "drop_ratio": "shadow reads",
+    "read_error_ratio": "reads",
+}
 
 
 def _unknown(spec: Statistic) -> str:
-    hint = _HINTS.get(spec.name) or _HINTS.get(spec.kind) or _METRICS_ONLY
+    hint = _HINTS.get(spec.name) or _SOURCES
     return f"{spec.description}: unknown ({hint})"
+
+
+def unit_of(statistic: str) -> str:
+    """What one sample or trial of ``statistic`` is (``comparisons`` unless said)."""
+    kind = STATISTICS[statistic].kind
+    return "" if kind == "value" else _UNITS.get(statistic, "comparisons")
 
 
 def _value(e: Evidence, name: str) -> float | None:
@@ -147,6 +166,7 @@ class _Measured:
     bound: stats.Bound
     kind: str
     events: int | None = None  # for ratios
+    samples: Samples = None  # for means
 
 
 def measure(
@@ -166,7 +186,7 @@ def _measure_known(
         if samples is None:
             return None
         if spec.kind == "mean":
-            return _Measured(stats.mean_bound(samples, rng, confidence), "mean")
+            return _Measured(stats.mean_bound(samples, rng, confidence), "mean", samples=samples)
         return _Measured(stats.quantile_bound(samples, 0.95, rng, confidence), "quantile")
     if spec.kind == "ratio":
         pair = _ratio(evidence, spec.name)
@@ -204,6 +224,10 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.3g} %"
+
+
 def _threshold(
     c: Criterion, criteria: Criteria, baseline: Evidence | None, min_n: int
 ) -> float | str:
@@ -233,11 +257,11 @@ def _decide(
         say += f"; {bound.note}"
     if m.kind == "ratio" and threshold == 0 and c.op in ("<=", "=="):  # must be zero
         if m.events == 0:
-            why = f"none in {bound.n}; the rate is below {_fmt(bound.upper)}"
-            limit = c.rollback_threshold
+            why = f"none in {bound.n} {unit_of(c.statistic)}; the rate is below {_pct(bound.upper)}"
+            limit = c.ruled_out
             if limit is not None and bound.upper > limit:
-                # none seen yet, but too few trials to rule out a rate worth a rollback
-                why += f", not yet below the rollback threshold {_fmt(limit)}"
+                # none seen yet, but too few trials to rule out a rate that matters
+                why += f", not yet below {_pct(limit)} (the rate it must rule out)"
                 return None, Verdict.HOLD, f"insufficient evidence: {why}"
             return True, Verdict.PROMOTE, f"{why} at {confidence:.0%} confidence"
         passed, failed = False, True
@@ -256,27 +280,76 @@ def _decide(
     return False, verdict, f"fails: {say}"
 
 
+def _needed(
+    c: Criterion,
+    m: _Measured,
+    threshold: float,
+    confidence: float,
+    min_n: int,
+    rng: tuple[float, float],
+) -> tuple[int, bool] | None:
+    """About how many more samples an inconclusive criterion needs, and whether that is the
+    estimate (True) or only the minimum still missing (False); None when no count can be
+    said (`shadowswap.gate.needed`)."""
+    n = m.bound.n
+    missing = max(0, min_n - n)
+
+    def clears(lower: float, upper: float) -> bool:
+        return _holds(c.op, lower, upper, threshold)
+
+    total: int | None = None
+    if m.kind == "ratio" and m.events == 0 and threshold == 0 and c.op in ("<=", "=="):
+        limit = c.ruled_out
+        total = needed.zero_events(limit, confidence) if limit is not None and limit > 0 else n
+    elif m.kind == "ratio" and m.events is not None:
+        total = needed.ratio(m.events, n, clears, confidence)
+    elif m.kind == "mean":
+        total = needed.mean(m.samples, rng, clears, confidence)
+    if total is None:
+        return (missing, False) if missing else None
+    return max(missing, total - n), True
+
+
+def _needed_text(more: int, exact: bool, unit: str, seconds: float | None) -> str:
+    what = f"about {more:,} more {unit}" if exact else f"at least {more:,} more {unit}"
+    when = f" (about {needed.duration_text(seconds)} at the rate seen)" if seconds else ""
+    return f"{what} needed{when}"
+
+
 def _judge(
     c: Criterion, evidence: Evidence, criteria: Criteria, baseline: Evidence | None
 ) -> CriterionResult:
     min_n = c.min_samples if c.min_samples is not None else criteria.min_samples
     threshold = _threshold(c, criteria, baseline, min_n)
+    unit = unit_of(c.statistic)
     m: _Measured | str | None = None
+    more: tuple[int, bool] | None = None
     if isinstance(threshold, str):
         passed, verdict, detail = None, Verdict.HOLD, threshold
         threshold = c.threshold
     else:
         m = measure(evidence, c.statistic, criteria.confidence, c.value_range)
+        rng = c.value_range or STATISTICS[c.statistic].value_range
         if isinstance(m, str):
             passed, verdict, detail = None, Verdict.HOLD, f"insufficient evidence: {m}"
         elif m.kind != "value" and m.bound.n < min_n:
             passed, verdict = None, Verdict.HOLD
-            detail = f"insufficient evidence: {m.bound.n} samples, at least {min_n} needed"
+            detail = f"insufficient evidence: {m.bound.n} {unit}, at least {min_n} needed"
+            more = _needed(c, m, threshold, criteria.confidence, min_n, rng)
         else:
             passed, verdict, detail = _decide(c, m, threshold, criteria.confidence)
+            if passed is None:
+                more = _needed(c, m, threshold, criteria.confidence, min_n, rng)
+    measured = m if isinstance(m, _Measured) else None
+    more_s: float | None = None
+    if more is not None and measured is not None:
+        n, window = measured.bound.n, evidence.window_s
+        if n > 0 and window is not None and window > 0:
+            more_s = more[0] * window / n
+        if more[0] > 0:
+            detail += f"; {_needed_text(more[0], more[1], unit, more_s)}"
     if passed is None and not c.required:
         verdict, detail = Verdict.PROMOTE, f"not measured (not required): {detail}"
-    measured = m if isinstance(m, _Measured) else None
     sampled = measured is not None and measured.kind != "value"
     return CriterionResult(
         name=c.name,
@@ -293,6 +366,9 @@ def _judge(
         else None,
         configured_threshold=c.threshold if threshold != c.threshold else None,
         required=c.required,
+        needed=more[0] if more is not None else None,
+        needed_s=more_s,
+        unit=unit,
     )
 
 

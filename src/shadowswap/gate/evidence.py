@@ -3,20 +3,24 @@ in-process registry here, Prometheus in `shadowswap.gate.prometheus`), and the s
 
 Every source fills what it knows and leaves the rest ``None`` (unknown):
 
-    observation log   per-comparison samples (exact), compared / mismatches / unexplained
-                      hits / shadow errors / timeouts. Not: full-queue drops (only counted
-                      in metrics), serving reads, dual writes, breaker, outbox.
+    observation log   per-comparison samples (exact), compared / mismatches / foreign and
+                      stale hits (judged by lookup) / shadow errors / timeouts; and from its
+                      state records (`shadowswap.shadow.statelog`) serving reads and their
+                      errors, full-queue drops, dual-write errors and skips, the breaker and
+                      the outbox. Alone, it decides every default criterion but the
+                      reconcile's (the state directory's).
     metric series     histograms (count, sum, buckets) of the measures, every counter and
-                      gauge. Not: unexplained hits (they need the hits' ids and scores).
+                      gauge (a Prometheus server, or a gateway's own ``/metrics``).
     state directory   the last reconcile's drift and age (``reconcile_last.json``).
 
 `combine` merges sources field by field, the first that knows a field winning, so
 ``combine(observations, prometheus, state)`` takes exact samples from the log and the rest
 from Prometheus. Give the sources the same window.
 
-Unexplained ("foreign") hits. A shadow hit that the primary did not return although it scores
-above the primary's last hit (or the primary returned fewer than ``k``) is one the primary
-cannot explain: over an exact primary, a faithful target — however approximate — only ever
+Unexplained hits, for records from before the lookups (`shadowswap.shadow.judge` now
+looks every extra hit up: foreign, stale, late, ranking). A shadow hit that the primary did
+not return although it scores above the primary's last hit (or the primary returned fewer
+than ``k``) is one the primary cannot explain: over an exact primary, a faithful target — however approximate — only ever
 returns a *subset* of better hits and worse ones, never a better one the primary lacks. Such
 a hit means the target holds content the primary does not: another tenant's document, or a
 stale version of a document. (Over an approximate primary a faithful target does return them;
@@ -37,10 +41,12 @@ from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import InvalidInput
 from shadowswap.gate.model import Evidence, Histogram
 from shadowswap.shadow.observations import (
+    STATE_COUNTERS,
     Observation,
     ReadReport,
+    StateRecord,
     parse_iso_utc,
-    read_observations,
+    read_records,
 )
 from shadowswap.sync.reconcile import load_last
 
@@ -77,7 +83,7 @@ def evidence_from_records(
     score_delta: list[float] = []
     latency_delta: list[float] = []
     shadow_latency: list[float] = []
-    mismatches = foreign = errors = timeouts = 0
+    mismatches = foreign = stale = errors = timeouts = looked_up = 0
     first = last = None
     for obs in records:
         if wanted is not None and obs.tenant not in wanted:
@@ -101,7 +107,12 @@ def evidence_from_records(
         if obs.shadow_latency_s is not None:
             shadow_latency.append(obs.shadow_latency_s)
         mismatches += obs.agreement_at_5 < 1.0
-        foreign += unexplained_hits(obs) > 0
+        if obs.looked_up:
+            looked_up += 1
+            foreign += bool(obs.foreign)
+            stale += bool(obs.stale)
+        else:  # a record from before the lookups: the score heuristic
+            foreign += unexplained_hits(obs) > 0
     return Evidence(
         agreement_at_5=tuple(agreement),
         ndcg_at_10=tuple(ndcg),
@@ -111,11 +122,75 @@ def evidence_from_records(
         compared=len(agreement),
         mismatches=mismatches,
         foreign_hits=foreign,
+        # stale versions are told apart only by the lookups
+        stale_hits=stale if looked_up or not agreement else None,
         shadow_errors=errors,
         drops={"timeout": timeouts},
         window_s=(last - first) if first is not None and last is not None else None,
         sources=(source,),
     )
+
+
+def evidence_from_states(
+    states: Iterable[StateRecord], *, since: float | None = None, until: float | None = None
+) -> Evidence:
+    """The serving and write side from state records (`shadowswap.shadow.statelog`) of the
+    window ``since <= ts < until``: per process, its last totals in the window minus its last
+    totals before it (0 when it started inside the window; its first totals in the window when
+    it started before and no earlier record was read, which may miss up to one interval).
+    Breaker: open when a process's last record in the window says so; outbox: the last record.
+    Unknown (None) when no record falls in the window."""
+    by_process: dict[str, list[StateRecord]] = {}
+    for record in sorted(states, key=lambda r: r.ts):
+        by_process.setdefault(record.process, []).append(record)
+    totals = dict.fromkeys(STATE_COUNTERS, 0)
+    lasts: list[StateRecord] = []
+    bases: list[StateRecord | None] = []
+    for records in by_process.values():
+        inside = [r for r in records if (since is None or r.ts >= since)
+                  and (until is None or r.ts < until)]  # fmt: skip
+        if not inside:
+            continue
+        before = [r for r in records if since is not None and r.ts < since]
+        if before:
+            base: StateRecord | None = before[-1]
+        elif since is None or inside[0].started >= since:
+            base = None  # started inside the window: from zero
+        else:
+            base = inside[0]
+        last = inside[-1]
+        for name in STATE_COUNTERS:
+            start = getattr(base, name) if base is not None else 0
+            totals[name] += max(0, getattr(last, name) - start)
+        lasts.append(last)
+        bases.append(base)
+    if not lasts:
+        return Evidence(sources=("state records",), notes=("no state record in the window",))
+    latest = max(lasts, key=lambda r: r.ts)
+    dropped: int | None = None
+    if latest.outbox_dropped is not None:
+        known = [b.outbox_dropped for b in bases if b is not None and b.outbox_dropped is not None]
+        started_inside = all(b is None for b in bases)
+        earliest = min(lasts, key=lambda r: r.ts)
+        start = max(known) if known else (0 if started_inside else earliest.outbox_dropped or 0)
+        dropped = max(0, latest.outbox_dropped - start)
+    return Evidence(
+        reads=totals["reads"],
+        read_errors=totals["read_errors"],
+        dual_write_errors=totals["dual_write_errors"],
+        dual_write_skipped=totals["dual_write_skipped"],
+        breaker_open=any(r.breaker == "open" for r in lasts),
+        outbox_size=latest.outbox_size,
+        outbox_oldest_age_s=latest.outbox_oldest_age_s,
+        outbox_dropped=dropped,
+        drops={"queue_full": totals["shadow_queue_full"]},
+        sources=("state records",),
+        notes=(f"state records of {len(lasts)} process(es)",),
+    )
+
+
+#: how far before a window the log is read for each process's totals at its start
+_LOOK_BEHIND_S = 60.0
 
 
 def evidence_from_observations(
@@ -125,8 +200,11 @@ def evidence_from_observations(
     until: float | None = None,
     tenants: Sequence[str] | None = None,
 ) -> Evidence:
-    """Evidence from the shadow observation log in ``directory`` (``RETRIEVAL_OBSERVATIONS_DIR``),
-    records with ``since <= ts < until`` (epoch seconds), of ``tenants`` (all when None).
+    """Evidence from the observation log in ``directory`` (``RETRIEVAL_OBSERVATIONS_DIR``),
+    records with ``since <= ts < until`` (epoch seconds), of ``tenants`` (all when None):
+    the comparisons of the shadow reads, and from the state records the serving reads, dual
+    writes, breaker, outbox and full-queue drops (those are the process's, whatever
+    ``tenants`` says).
 
     Raises `InvalidInput` when the directory does not exist; an empty log gives evidence with
     no samples (insufficient evidence, never a pass).
@@ -135,15 +213,32 @@ def evidence_from_observations(
     if not root.is_dir():
         raise InvalidInput(str(directory), "the observation directory does not exist")
     report = ReadReport()
-    evidence = evidence_from_records(
-        read_observations(root, since=since, until=until, report=report),
-        tenants=tenants,
-        source=f"observations:{root}",
-    )
+    observations: list[Observation] = []
+    states: list[StateRecord] = []
+    behind = since - _LOOK_BEHIND_S if since is not None else None
+    for record in read_records(root, since=behind, until=until, report=report):
+        if isinstance(record, StateRecord):
+            states.append(record)
+        elif since is None or record.ts >= since:
+            observations.append(record)
+    where = f"observations:{root}"
+    compared = evidence_from_records(observations, tenants=tenants, source=where)
+    state = evidence_from_states(states, since=since, until=until)
     notes = [f"{report.files} observation files read"]
     if report.bad_lines:
         notes.append(f"{report.bad_lines} lines skipped (not valid records)")
-    return replace(evidence, notes=tuple(notes))
+    if state.reads is None:
+        notes.append(
+            "no state records in the log (a gateway older than this version, or none running):"
+            " serving reads, dual writes, breaker and outbox are unknown"
+        )
+    elif tenants:
+        notes.append("state records count every tenant's reads and writes")
+    drops = None
+    if state.drops is not None:  # timeouts from the comparisons' log, full queues from state
+        drops = {**(compared.drops or {}), "queue_full": state.drops["queue_full"]}
+    merged = combine(replace(compared, drops=drops or compared.drops), state)
+    return replace(merged, sources=(where,), notes=(*notes, *state.notes))
 
 
 # -- metric series ----------------------------------------------------------------------------
@@ -194,6 +289,11 @@ def evidence_from_series(
             return 0 if lazy and alive else None
         return round(sum(s.value for s in rows))
 
+    def hit_class(name: str) -> int | None:
+        rows = [s for s in by_name.get("retrieval_shadow_hit_class_total", [])
+                if s.labels.get("class") == name]  # fmt: skip
+        return round(sum(s.value for s in rows)) if rows else None
+
     def gauge(name: str, **match: str) -> float | None:
         rows = [
             s for s in by_name.get(name, []) if all(s.labels.get(k) == v for k, v in match.items())
@@ -238,7 +338,8 @@ def evidence_from_series(
         shadow_latency_s=hists["shadow_latency_s"],
         compared=compared,
         mismatches=total("retrieval_dual_read_mismatch_total", lazy=True),
-        foreign_hits=None,
+        foreign_hits=hit_class("foreign"),
+        stale_hits=hit_class("stale"),
         shadow_errors=total("retrieval_shadow_errors_total", lazy=True),
         drops=drops or None,
         reads=reads,

@@ -67,7 +67,8 @@ class Evidence:
     # counts of shadow reads
     compared: int | None = None
     mismatches: int | None = None  # comparisons with agreement@5 < 1
-    foreign_hits: int | None = None  # comparisons whose shadow returned an unexplained hit
+    foreign_hits: int | None = None  # comparisons with a hit absent from the tenant's primary
+    stale_hits: int | None = None  # comparisons with a hit in another version than the primary's
     shadow_errors: int | None = None
     drops: Mapping[str, int] | None = None  # reason (timeout, queue_full) -> count
     # serving reads and dual writes
@@ -110,6 +111,7 @@ class Evidence:
             "compared": self.compared,
             "mismatches": self.mismatches,
             "foreign_hits": self.foreign_hits,
+            "stale_hits": self.stale_hits,
             "shadow_errors": self.shadow_errors,
             "drops": dict(self.drops) if self.drops is not None else None,
             "reads": self.reads,
@@ -155,6 +157,13 @@ class Criterion:
     margin: float = 0.0
     value_range: tuple[float, float] | None = None
     description: str = ""
+    rule_out: float | None = None  # must-be-zero rates: the rate 0 events must rule out
+    # before the criterion passes (default: rollback_threshold)
+
+    @property
+    def ruled_out(self) -> float | None:
+        """The rate zero events must rule out for a must-be-zero rate to pass."""
+        return self.rule_out if self.rule_out is not None else self.rollback_threshold
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,9 @@ class CriterionResult:
     bounds: tuple[float, float] | None = None
     configured_threshold: float | None = None  # set when a baseline moved the threshold
     required: bool = True
+    needed: int | None = None  # inconclusive: about how many more samples (or trials)
+    needed_s: float | None = None  # ... and about how long they take at the rate seen
+    unit: str = ""  # what a sample is: comparisons, shadow reads, reads
 
     @property
     def bound(self) -> float | None:
@@ -211,6 +223,9 @@ class CriterionResult:
             "samples": self.samples,
             "configured_threshold": _num(self.configured_threshold),
             "required": self.required,
+            "needed": self.needed,
+            "needed_s": _num(self.needed_s),
+            "unit": self.unit,
             "detail": self.detail,
         }
 

@@ -60,6 +60,7 @@ def queries(window: str, env: str | None, backend: str | None) -> list[tuple[str
         ("retrieval_shadow_dropped_total", base, "reason"),
         ("retrieval_shadow_errors_total", shadow, ""),
         ("retrieval_dual_read_mismatch_total", shadow, ""),
+        ("retrieval_shadow_hit_class_total", shadow, "class"),
         ("retrieval_dual_write_errors_total", base, ""),
         ("retrieval_dual_write_skipped_total", base, "reason"),
         ("retrieval_dual_write_outbox_dropped_total", base, ""),

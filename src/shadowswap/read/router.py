@@ -64,6 +64,7 @@ from shadowswap.shadow.executor import ExecutorSizes, ExecutorStats, ShadowExecu
 from shadowswap.shadow.observations import ObservationSink
 from shadowswap.shadow.publish import ObservationMetrics
 from shadowswap.shadow.read import LogLimiter, ShadowRead
+from shadowswap.shadow.recent import RecentWrites
 from shadowswap.stores.base import VectorStore, search_store
 from shadowswap.traceids import check_trace_id as _check_trace_id
 from shadowswap.traceids import new_trace_id
@@ -110,6 +111,7 @@ class _Request:
     trace_id: str
     plan: Plan
     started: float
+    since: int  # the write sequence before the primary search (`RecentWrites.now`)
 
     @property
     def tenant(self) -> str:
@@ -155,8 +157,11 @@ class Router:
         shadow: ShadowExecutor | ExecutorSizes | None = None,
         observations: ObservationSink | None = None,
         read_concurrency: int = DEFAULT_READ_CONCURRENCY,
+        recent: RecentWrites | None = None,
     ) -> None:
         self._settings = settings
+        # the writer's sequence (`DualWriter.recent`): which documents changed during a read
+        self._recent = recent
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
@@ -221,6 +226,7 @@ class Router:
             trace_id=_check_trace_id(trace_id) if trace_id is not None else new_trace_id(),
             plan=plan(settings, query.tenant),
             started=started,
+            since=self._recent.now() if self._recent is not None else 0,
         )
         role = request.plan.read
         try:
@@ -356,10 +362,20 @@ class Router:
             sinks=self._sinks,
             clock=self._clock,
             limiter=self._limiter,
+            primary_store=self._store_of_kind(kind),
+            recent=self._recent,
+            since=request.since,
         )
         self._executor.submit(task, settings.shadow_timeout_ms / 1000.0)
 
     # -- which store plays a role -----------------------------------------------------------
+    def _store_of_kind(self, kind: str) -> VectorStore | None:
+        """The open store of ``kind`` (the one that served a read), for the shadow's lookups."""
+        for backend in (self._primary, self._target):
+            if backend is not None and backend.kind == kind:
+                return backend.store
+        return None
+
     def _backend(self, role: Role, wanted: str) -> _Backend:
         """The store playing ``role``, whose kind the settings name ``wanted`` (`Plan.kind`).
 

@@ -81,6 +81,15 @@ class Observation:
     latency_delta_s: float | None = None
     mismatch: bool | None = None
     error: str | None = None  # the error's class name, for outcome "error"
+    # the target's extra hits judged by lookup (`shadowswap.shadow.judge`); doc ids
+    write_seq: int | None = None  # the process's write sequence before the primary search
+    looked_up: bool = False  # False: not judged (an older record, or no lookup possible)
+    left_out: tuple[str, ...] = ()  # changed after the primary answered: out of both lists
+    late: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+    stale: tuple[str, ...] = ()
+    ranking: tuple[str, ...] = ()
+    unchecked: tuple[str, ...] = ()
     sample: str = ""  # FF_RETRIEVAL_SHADOW_SAMPLE_RATE as written; "" offline
     source: Literal["live", "offline"] = "live"
 
@@ -111,11 +120,78 @@ class Observation:
             value = data[name]
             if name == "ts":
                 value = parse_iso_utc(str(value))
-            elif name in ("primary_ids", "shadow_ids", "primary_scores", "shadow_scores"):
+            elif name in _TUPLES:
                 if not isinstance(value, list):
                     raise ValueError(f"{name} is not a list")
                 value = tuple(value)
             values[name] = value
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+_TUPLES = frozenset(
+    ("primary_ids", "shadow_ids", "primary_scores", "shadow_scores", "left_out", "late",
+     "foreign", "stale", "ranking", "unchecked")
+)  # fmt: skip
+
+
+#: the counters a state record carries, each a total since its process started
+STATE_COUNTERS: tuple[str, ...] = (
+    "reads", "read_errors", "fallbacks", "shadow_queue_full", "dual_write_errors",
+    "dual_write_skipped",
+)  # fmt: skip
+BREAKER_STATES: tuple[str, ...] = ("closed", "open", "half_open")
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """The serving and write side of one process at one moment, for the gate to read from the
+    log alone (`shadowswap.shadow.statelog` writes them). Counters are totals since the
+    process (``process``, started at ``started``) began recording; the outbox figures are the
+    stored outbox's (shared by the processes that share it)."""
+
+    ts: float
+    process: str
+    started: float
+    reason: str  # start | tick | breaker | close
+    reads: int = 0  # serving reads (errors and timeouts included)
+    read_errors: int = 0  # serving reads that failed or timed out
+    fallbacks: int = 0
+    shadow_queue_full: int = 0  # shadow reads dropped at a full queue
+    dual_write_errors: int = 0
+    dual_write_skipped: int = 0
+    breaker: str = "closed"
+    outbox_size: int | None = None
+    outbox_oldest_age_s: float | None = None
+    outbox_dropped: int | None = None  # stored drops (full and TTL) so far
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"v": FORMAT_VERSION, "record": "state"}
+        for name, value in asdict(self).items():
+            out[name] = iso_utc(value) if name in ("ts", "started") else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StateRecord:
+        """Parse a state line's object; raises ValueError when it is not a valid record."""
+        if data.get("v") != FORMAT_VERSION or data.get("record") != "state":
+            raise ValueError("not a state record")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if f.name in ("ts", "started"):
+                value = parse_iso_utc(str(value))
+            elif f.name in STATE_COUNTERS and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(f"{f.name} is not a count")
+            values[f.name] = value
+        if values.get("breaker", "closed") not in BREAKER_STATES:
+            raise ValueError("unknown breaker state")
         try:
             return cls(**values)
         except TypeError as exc:
@@ -191,9 +267,14 @@ class JsonlObservationLog:
         self.failed = 0
 
     def record(self, observation: Observation) -> None:
+        self.write(observation.ts, observation.to_json())
+
+    def write(self, ts: float, document: Mapping[str, Any]) -> None:
+        """Append one record (an observation's or a `shadowswap.shadow.statelog` record's
+        JSON object) to the file of ``ts``'s day; never raises."""
         try:
-            line = (json.dumps(observation.to_json(), ensure_ascii=False) + "\n").encode()
-            day = _day_of(observation.ts)
+            line = (json.dumps(document, ensure_ascii=False) + "\n").encode()
+            day = _day_of(ts)
             with self._lock:
                 fd = self._open_locked(day)
                 os.write(fd, line)
@@ -282,8 +363,23 @@ def read_observations(
 ) -> Iterator[Observation]:
     """Every observation in ``directory`` with ``since <= ts < until``, oldest file first.
 
-    Lines that are not valid records are skipped and counted in ``report``.
+    Lines that are not valid records are skipped and counted in ``report``; state records
+    (`shadowswap.shadow.statelog`) are passed over.
     """
+    for record in read_records(directory, since=since, until=until, report=report):
+        if isinstance(record, Observation):
+            yield record
+
+
+def read_records(
+    directory: str | Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[Observation | StateRecord]:
+    """Every record in ``directory`` (observations and state records) with ``since <= ts <
+    until``, oldest file first; lines that are neither are skipped and counted."""
     root = Path(directory)
     report = report if report is not None else ReadReport()
     days: list[tuple[date, Path]] = []
@@ -304,12 +400,17 @@ def read_observations(
         with path.open("rb") as handle:
             for raw in handle:
                 try:
-                    obs = Observation.from_json(json.loads(raw))
+                    data = json.loads(raw)
+                    record: Observation | StateRecord = (
+                        StateRecord.from_json(data)
+                        if isinstance(data, dict) and data.get("record") == "state"
+                        else Observation.from_json(data)
+                    )
                 except (ValueError, TypeError, AttributeError):
                     report.bad_lines += 1
                     continue
-                if (since is None or obs.ts >= since) and (until is None or obs.ts < until):
-                    yield obs
+                if (since is None or record.ts >= since) and (until is None or record.ts < until):
+                    yield record
 
 
 def observation_log(settings: Settings, clock: Clock) -> JsonlObservationLog | None:

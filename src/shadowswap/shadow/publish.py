@@ -9,6 +9,7 @@ search is counted by `shadowswap.metrics.Metrics.read` and its errors by ``shado
 from __future__ import annotations
 
 from shadowswap.metrics import Metrics
+from shadowswap.shadow.judge import CLASSES
 from shadowswap.shadow.observations import Observation
 
 
@@ -37,6 +38,11 @@ class ObservationMetrics:
         mismatches = m.mismatches.labels(backend=b, **base)
         if o.mismatch:
             mismatches.inc()
+        if o.looked_up:  # one count per comparison and class (created at the first, so the
+            for name in CLASSES:  # gate reads 0, not unknown, for a class never seen)
+                counted = m.hit_classes.labels(backend=b, **{"class": name}, **base)
+                if getattr(o, name):
+                    counted.inc()
 
     def close(self) -> None:
         pass

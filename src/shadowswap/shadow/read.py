@@ -1,7 +1,9 @@
 """One shadow read: the task the router hands to the `ShadowExecutor` once the caller's
-answer is ready. It searches the shadow backend with the same query, makes one `Observation`
-of what it saw and publishes it to its sinks (the metrics' histograms, the observation log),
-counts the search in the metrics, and writes a log line.
+answer is ready. It searches the shadow backend with the same query, judges the target's
+extra hits by looking them up and puts both answers back at the same moment
+(`shadowswap.shadow.judge`; the search and the lookups run within the shadow deadline), makes
+one `Observation` of what it saw and publishes it to its sinks (the metrics, the observation
+log), counts the search in the metrics, and writes a log line.
 
 Nothing here runs on the caller's thread, and nothing here raises into the executor
 (which guards the callbacks anyway).
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from shadowswap.clock import Clock
 from shadowswap.metrics import Metrics
 from shadowswap.shadow.compare import measure
+from shadowswap.shadow.judge import Judged, judge
 from shadowswap.shadow.observations import Observation, ObservationSink, Outcome
+from shadowswap.shadow.recent import RecentWrites
 from shadowswap.stores.base import VectorStore, search_store
 from shadowswap.values import MetaValue, Query, SearchResult, Vector
 
@@ -49,6 +53,16 @@ class LogLimiter:
 
 
 @dataclass(frozen=True)
+class Shadowed:
+    """What the shadow call returns: the target's answer, how long its search took (the
+    lookups not included), and the judgement of the two answers."""
+
+    answer: SearchResult
+    search_s: float
+    judged: Judged
+
+
+@dataclass(frozen=True)
 class ShadowRead:
     """The shadow half of one routed read (see the module docstring)."""
 
@@ -64,6 +78,9 @@ class ShadowRead:
     sinks: Sequence[ObservationSink]  # where each observation is published
     clock: Clock
     limiter: LogLimiter
+    primary_store: VectorStore | None = None  # for the lookups; None: extras not judged
+    recent: RecentWrites | None = None  # the process's write sequence
+    since: int = 0  # the sequence taken before the primary was searched
 
     @property
     def tenant(self) -> str:
@@ -81,21 +98,29 @@ class ShadowRead:
     def filter(self) -> Mapping[str, MetaValue]:
         return self.request.filter
 
-    def call(self) -> SearchResult:
-        return search_store(self.store, self.request)
+    def call(self) -> Shadowed:
+        started = self.clock.monotonic()
+        answer = search_store(self.store, self.request)
+        search_s = self.clock.monotonic() - started
+        judged = judge(
+            self.tenant, self.primary.hits, answer.hits,
+            primary_store=self.primary_store, shadow_store=self.store,
+            recent=self.recent, since=self.since,
+        )  # fmt: skip
+        return Shadowed(answer, search_s, judged)
 
-    def answered(self, answer: SearchResult, seconds: float) -> None:
+    def answered(self, answer: Shadowed, seconds: float) -> None:
+        seconds = answer.search_s
+        j = answer.judged
         m = measure(
-            self.primary.hits,
-            answer.hits,
-            primary_latency_s=self.primary_latency_s,
-            shadow_latency_s=seconds,
+            j.primary, j.shadow, primary_latency_s=self.primary_latency_s, shadow_latency_s=seconds
         )
         self.metrics.read(self.shadow_backend, "shadow", "ok", seconds)
+        hits = answer.answer.hits
         self._publish(
             "compared",
-            shadow_ids=tuple(h.doc_id for h in answer.hits),
-            shadow_scores=tuple(float(h.score) for h in answer.hits),
+            shadow_ids=tuple(h.doc_id for h in hits),
+            shadow_scores=tuple(float(h.score) for h in hits),
             shadow_latency_s=seconds,
             agreement_at_5=m.agreement_at_5,
             agreement_cutoff=m.agreement_cutoff,
@@ -103,7 +128,19 @@ class ShadowRead:
             score_delta=m.score_delta,
             latency_delta_s=m.latency_delta_s,
             mismatch=m.mismatch,
+            looked_up=j.looked_up,
+            left_out=j.left_out,
+            late=j.late,
+            foreign=j.foreign,
+            stale=j.stale,
+            ranking=j.ranking,
+            unchecked=j.unchecked,
         )
+        if j.foreign or j.stale:
+            self.limiter.warning(
+                "shadow returned documents the primary does not hold for this tenant",
+                {**self._ids(), "foreign": list(j.foreign[:10]), "stale": list(j.stale[:10])},
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "shadow compared",
@@ -158,6 +195,7 @@ class ShadowRead:
             primary_scores=tuple(float(h.score) for h in hits),
             primary_latency_s=self.primary_latency_s,
             sample=self.sample,
+            write_seq=self.since if self.recent is not None else None,
             **measures,  # type: ignore[arg-type]
         )
         for sink in self.sinks:

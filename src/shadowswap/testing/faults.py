@@ -91,6 +91,15 @@ class FaultyStore:
         self._enter("get", tenant)
         return self.inner.get(tenant, doc_ids)
 
+    def hashes(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The wrapped store's content hashes (counted as a ``get``)."""
+        self._enter("get", tenant)
+        inner = self.inner
+        if hasattr(inner, "hashes"):
+            found: dict[str, str] = inner.hashes(tenant, doc_ids)
+            return found
+        return {d: doc.content_hash for d, doc in inner.get(tenant, doc_ids).items()}
+
     def scan(
         self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
     ) -> Iterator[list[Document]]:
