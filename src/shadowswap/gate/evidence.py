@@ -20,11 +20,11 @@ from Prometheus. Give the sources the same window.
 Unexplained hits, for records from before the lookups (`shadowswap.shadow.judge` now
 looks every extra hit up: foreign, stale, late, ranking). A shadow hit that the primary did
 not return although it scores above the primary's last hit (or the primary returned fewer
-than ``k``) is one the primary cannot explain: over an exact primary, a faithful target —
-however approximate — only ever returns a *subset* of better hits and worse ones, never a better one the primary lacks. Such
-a hit means the target holds content the primary does not: another tenant's document, or a
-stale version of a document. (Over an approximate primary a faithful target does return them;
-a baseline calibrates that.)
+than ``k``) is one the primary cannot explain: over an exact primary, a faithful target,
+however approximate, only ever returns a *subset* of better hits and worse ones, never a
+better one the primary lacks. Such a hit means the target holds content the primary does
+not: another tenant's document, or a stale version of a document. (Over an approximate
+primary a faithful target does return them; a baseline calibrates that.)
 """
 
 from __future__ import annotations
