@@ -9,7 +9,7 @@ from typing import Any
 from shadowswap.gate import Evidence
 
 
-def healthy(n: int = 500, seed: int = 1, miss: float = 0.02, **changes: Any) -> Evidence:
+def healthy(n: int = 3000, seed: int = 1, miss: float = 0.02, **changes: Any) -> Evidence:
     """Evidence of a faithful target with a healthy migration, ``n`` comparisons."""
     rng = random.Random(seed)
     agreement = tuple(0.8 if rng.random() < miss else 1.0 for _ in range(n))

@@ -172,3 +172,33 @@ def test_page_shows_the_verdict_the_failure_and_every_section() -> None:
         assert f'id="{section}"' in page
     assert "failed at: dual write on" in page and "boom &lt;b&gt;" in page
     assert "<script" not in page
+
+
+def test_the_gate_table_shows_units_the_breaker_by_name_and_what_is_still_needed() -> None:
+    """Issue 15: ms, s, %, "closed" rather than 0, and the count still needed."""
+    from shadowswap.gate import Evidence, default_criteria, evaluate
+
+    ev = Evidence(
+        agreement_at_5=(1.0,) * 260, ndcg_at_10=(1.0,) * 260, score_delta=(0.0,) * 260,
+        latency_delta_s=(0.002,) * 260, shadow_latency_s=(0.004,) * 260, compared=260,
+        mismatches=0, foreign_hits=0, stale_hits=0, shadow_errors=0,
+        drops={"timeout": 0, "queue_full": 0}, reads=520, read_errors=0,
+        dual_write_errors=0, dual_write_skipped=0, breaker_open=False, outbox_size=0,
+        outbox_dropped=0, reconcile_drift=0, reconcile_age_s=90.0, window_s=600.0,
+    )  # fmt: skip
+    gate = evaluate(ev, default_criteria()).as_dict()
+    result = RehearsalResult(
+        primary="faiss", target="chroma",
+        data={"source": "test", "documents": 10, "tenants": ["a"], "queries": 2, "seed": 1},
+        steps=[], verdict="HOLD", lost_writes=0, gate=gate,
+    )  # fmt: skip
+    page = render(ReportInputs(result, cutover=[]))
+    section = page[page.index('id="gate"') :]
+    section = section[: section.index("</section>")]
+    assert "<td class=num>4 ms</td>" in section  # p95 shadow latency, 0.004 s
+    assert "<td>&lt;= 1200 ms</td>" in section
+    assert "<td class=num>closed</td>" in section and "== closed" in section
+    assert "<td class=num>0 %</td>" in section  # a rate
+    assert "<td class=num>2 min</td>" in section  # the reconcile's age, 90 s
+    assert "2,735 more comparisons (~" in section  # foreign hits: 2,995 - 260
+    assert "39 more comparisons (~" in section  # stale hits: 299 - 260

@@ -27,6 +27,7 @@ from shadowswap.gate import (
     evidence_from_prometheus,
     evidence_from_state,
     load_criteria,
+    show,
 )
 from shadowswap.gate.prometheus import window_seconds
 from shadowswap.settings.config import load_settings
@@ -142,12 +143,16 @@ def _render(result: GateResult, criteria: Criteria) -> None:
     width = max(len(c.name) for c in result.criteria)
     for c in result.criteria:
         mark = _MARK[c.passed] if c.required or c.passed is not None else "skip"
-        value = "-" if c.value is None or c.value != c.value else f"{c.value:.4g}"
-        bound = "" if c.bound is None else f" (bound {c.bound:.4g})"
+        value = show.value(c.statistic, c.value)
+        bound = "" if c.bound is None else f" (bound {show.value(c.statistic, c.bound)})"
         n = "" if c.samples is None else f" n={c.samples}"
-        line = f"  {mark} {c.name:<{width}} {value}{bound} {c.op} {c.threshold:.4g}{n}"
+        line = f"  {mark} {c.name:<{width}} {value}{bound} "
+        line += f"{show.threshold(c.statistic, c.op, c.threshold)}{n}"
         if c.verdict is Verdict.ROLLBACK:
             line += "  -> ROLLBACK"
+        needed = show.still_needed(c.as_dict()) if c.passed is None else ""
+        if needed:
+            line += f"  needs {needed}"
         typer.echo(line)
     for reason in result.reasons:
         typer.echo(f"  - {reason}")

@@ -87,6 +87,9 @@ class Context:
     observations: list[Observation] = field(default_factory=list)
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     drained: dict[str, Any] = field(default_factory=dict)  # the last drain's numbers
+    # the gate's window in the log (epoch seconds): from the shadow read's start to the
+    # moment the reconcile had drained the writes (state records written at both ends)
+    gate_window: tuple[float | None, float | None] = (None, None)
     gate: dict[str, Any] | None = None
     verdict: str = "NONE"
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from shadowswap.dualwrite.breaker import State
 from shadowswap.gate import (
-    Evidence,
     Verdict,
     combine,
     default_criteria,
@@ -239,6 +238,7 @@ def shadow_read(ctx: Context) -> Outcome:
     a sample is shadowed on the target and compared (observation log in the work dir)."""
     report, reload_s = ctx.move("advance", "rehearsal: shadow read")
     start = ctx.timeline.elapsed()
+    ctx.gate_window = (_state_record(ctx), None)
     queries = ctx.dataset.queries
     batch = send_reads(
         ctx.runtime.router,
@@ -303,6 +303,7 @@ def reconcile_step(ctx: Context) -> Outcome:
     tenant by content hash: the drift must be 0 (no repair: this proves nothing was lost)."""
     drained = ctx.drain()
     ctx.drained = drained
+    ctx.gate_window = (ctx.gate_window[0], _state_record(ctx))
     total = sum(ctx.primary.count(t) for t in ctx.dataset.tenants)
     try:
         report = ctx.reconcile("reconcile", progress=DisplayProgress(ctx, total))
@@ -325,34 +326,24 @@ def reconcile_step(ctx: Context) -> Outcome:
 
 
 # -- 8 -----------------------------------------------------------------------------------------
+def _state_record(ctx: Context) -> float:
+    """Write a state record now (the gate's window starts or ends here); its time."""
+    recorder = ctx.runtime.recorder
+    if recorder is not None:
+        recorder.flush()
+    return ctx.runtime.clock.now() + 1e-3  # just after the record
+
+
 def gate_step(ctx: Context) -> Outcome:
-    """The promotion gate (`shadowswap.gate`, default criteria) on the evidence of the window
-    from the shadow read to the reconcile: the observation log, the counters of that window,
-    the state at its end (breaker, outbox after the drain) and ``reconcile_last.json``.
-    The rehearsal goes on whatever it says, to rehearse the rest of the ladder; a real
-    migration would stop on HOLD or ROLLBACK."""
-    lo, _ = ctx.windows.get("shadow", (0.0, 0.0))
-    hi = ctx.timeline.elapsed()
-    shadow = ctx.reads.get("shadow read")
-    stats = ctx.runtime.outbox.stats()
-    window = Evidence(
-        drops={
-            "timeout": ctx.timeline.count_where("shadow_dropped", "timeout", lo, hi),
-            "queue_full": ctx.timeline.count_where("shadow_dropped", "queue_full", lo, hi),
-        },
-        reads=shadow.reads if shadow else None,
-        read_errors=shadow.errors if shadow else None,
-        dual_write_errors=ctx.timeline.count("dual_write_error", lo, hi),
-        dual_write_skipped=ctx.timeline.count("dual_write_skipped", lo, hi),
-        breaker_open=ctx.runtime.breaker.state is State.OPEN,
-        outbox_size=int(ctx.drained.get("outbox_left", stats.size)),
-        outbox_dropped=stats.dropped_full + stats.dropped_ttl,
-        window_s=hi - lo,
-        sources=("rehearsal",),
-    )
+    """The promotion gate (`shadowswap.gate`, default criteria) as ``shadowswap gate``
+    decides it with no source flag: from the observation log alone (the comparisons and the
+    state records of the window from the shadow read to the drained reconcile) and
+    ``reconcile_last.json`` in the state dir. No Prometheus. The rehearsal goes on whatever
+    it says, to rehearse the rest of the ladder; a real migration would stop on HOLD or
+    ROLLBACK."""
+    since, until = ctx.gate_window
     evidence = combine(
-        evidence_from_observations(ctx.ws.observations_dir),
-        window,
+        evidence_from_observations(ctx.ws.observations_dir, since=since, until=until),
         evidence_from_state(ctx.ws.state_dir, clock=ctx.clock),
     )
     criteria = default_criteria()
@@ -372,8 +363,10 @@ def gate_step(ctx: Context) -> Outcome:
     short = [c for c in result.criteria if c.passed is None and c.verdict is not Verdict.PROMOTE]
     parts = [f"failed: {', '.join(failed)}"] if failed else []
     if short:
-        counts = [c.samples for c in short if c.samples is not None]
-        few = f", {min(counts)} samples where {criteria.min_samples} are needed" if counts else ""
+        needs = [
+            f"{c.name} about {c.needed:,} more {c.unit}" for c in short if c.needed is not None
+        ]
+        few = f" ({'; '.join(needs)})" if needs else ""
         parts.append(
             f"not enough evidence for {', '.join(c.name for c in short)}{few}: rehearse with "
             "more --queries or a longer --queries-file"

@@ -1,7 +1,8 @@
 """Helpers for your own tests: fault-injecting stores and realistic data.
 
     faults.py  wrap a real store so chosen operations hang, fail, slow down, flap or leak
-               (`HangingStore`, `FailingStore`, `SlowStore`, `FlappingStore`, `LeakingStore`)
+               (`HangingStore`, `FailingStore`, `SlowStore`, `FlappingStore`, `LeakingStore`,
+               `TailLeakStore`)
     data.py    clustered vectors and corpora that behave like real embeddings
                (`clustered_corpus`): random Gaussian vectors make every ANN index look broken
 
@@ -21,6 +22,7 @@ from shadowswap.testing.faults import (
     HangingStore,
     LeakingStore,
     SlowStore,
+    TailLeakStore,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "HangingStore",
     "LeakingStore",
     "SlowStore",
+    "TailLeakStore",
     "clustered_corpus",
     "clustered_vectors",
 ]

@@ -271,3 +271,43 @@ class LeakingStore(FaultyStore):
         with self._lock:
             self.leaked += 1
         return SearchResult(own.backend, tuple(merged))
+
+
+class TailLeakStore(FaultyStore):
+    """Searches whose last hit is, on the calls ``leak`` picks, another tenant's document at
+    its own score (usually far below the tenant's own hits): the isolation bug the score
+    heuristic of old mistook for an approximate miss. ``leak(tenant, n)`` gets the 1-based
+    number of that tenant's search.
+
+    >>> from shadowswap.stores.memory import MemoryStore
+    >>> leaky = TailLeakStore(MemoryStore(), other=lambda t: "globex",
+    ...                       leak=lambda t, n: t == "acme" and n % 100 == 0)
+    """
+
+    def __init__(
+        self,
+        inner: VectorStore,
+        other: Callable[[str], str],
+        leak: Callable[[str, int], bool],
+    ) -> None:
+        super().__init__(inner, ["search"])
+        self._other = other
+        self._leak = leak
+        self._per_tenant: dict[str, int] = {}
+        self.leaked = 0
+
+    def search(
+        self, tenant: str, vector: VectorLike, k: int, filter: Filter | None = None
+    ) -> SearchResult:
+        self._enter("search", tenant)
+        with self._lock:
+            n = self._per_tenant[tenant] = self._per_tenant.get(tenant, 0) + 1
+        own = self.inner.search(tenant, vector, k, filter)
+        if not self._leak(tenant, n) or not own.hits:
+            return own
+        theirs = self.inner.search(self._other(tenant), vector, 1, filter).hits
+        if not theirs:
+            return own
+        with self._lock:
+            self.leaked += 1
+        return SearchResult(own.backend, (*own.hits[: k - 1], theirs[0]))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from shadowswap.gate import show
 from shadowswap.rehearsal.report import svg
 from shadowswap.rehearsal.result import RehearsalResult
 
@@ -315,21 +316,25 @@ def _gate(r: RehearsalResult) -> str:
             if passed is None
             else ("failed", "no")
         )
+        statistic = str(c.get("statistic", ""))
         rows.append(
             f"<tr><td>{escape(str(c.get('name')))}</td>"
-            f"<td class=num>{escape(_show(c.get('value')))}</td>"
-            f"<td>{escape(str(c.get('op', '')))} {escape(_show(c.get('threshold')))}</td>"
-            f'<td class="{css}">{word}</td>'
+            f"<td class=num>{escape(show.value(statistic, c.get('value')))}</td>"
+            f"<td>{escape(show.threshold(statistic, str(c.get('op', '')), c.get('threshold')))}"
+            f'</td><td class="{css}">{word}</td>'
             f"<td>{escape(str(c.get('verdict', '')))}</td>"
+            f"<td class=num>{escape(show.still_needed(c) or '—')}</td>"
             f"<td class=muted>{escape(str(c.get('detail', '')))}</td></tr>"
         )
     verdict = str(gate.get("verdict", r.verdict))
     return (
         '<section id="gate"><h2>Gate</h2>'
-        f'<p>Verdict: <strong class="{escape(verdict)}">{escape(verdict)}</strong></p>'
+        f'<p>Verdict: <strong class="{escape(verdict)}">{escape(verdict)}</strong> '
+        "(from the observation log and the state dir alone, as <code>shadowswap gate</code> "
+        "decides with no source flag)</p>"
         "<table><thead><tr><th>criterion</th><th>value</th><th>threshold</th><th>passed</th>"
-        f"<th>asks for</th><th>detail</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "</section>"
+        "<th>asks for</th><th>still needed</th><th>detail</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
 
 
