@@ -63,7 +63,9 @@ def test_a_raw_mean_above_the_threshold_is_not_enough() -> None:
 def test_a_single_shadow_error_fails_and_a_clear_error_rate_rolls_back() -> None:
     one = evaluate(healthy(shadow_errors=1), default_criteria())
     assert one.verdict is Verdict.HOLD and by_name(one)["shadow_errors"].passed is False  # type: ignore[attr-defined]
-    many = evaluate(healthy(shadow_errors=90), default_criteria())  # 3 % of 3,000: clearly above 1 %
+    many = evaluate(
+        healthy(shadow_errors=90), default_criteria()
+    )  # 3 % of 3,000: clearly above 1 %
     assert many.verdict is Verdict.ROLLBACK
 
 

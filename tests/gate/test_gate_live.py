@@ -103,6 +103,8 @@ RETRIEVAL_SHADOW_TIMEOUT_MS=5000
     assert all(c["passed"] is True for c in doc["criteria"])
     ev = doc["evidence"]
     assert ev["compared"] >= 2995 and ev["foreign_hits"] == 0 and ev["stale_hits"] == 0
-    assert ev["reads"] >= 3 * QUERIES and ev["dual_write_errors"] == 0 and ev["breaker_open"] is False
+    assert (
+        ev["reads"] >= 3 * QUERIES and ev["dual_write_errors"] == 0 and ev["breaker_open"] is False
+    )
     text = cli("gate", "--env-file", str(env_file), cwd=tmp_path)
     assert text.returncode == 0 and "gate: PROMOTE" in text.stdout

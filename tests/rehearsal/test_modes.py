@@ -94,7 +94,9 @@ def test_own_stores_and_queries_file(tmp_path: Path) -> None:
     assert "not enough evidence for agreement_at_5, ndcg_at_10," in gate["summary"]
     # ... with the count each still needs (issue 15: not "N samples where 100 are needed")
     assert "agreement_at_5 about " in gate["summary"] and " more comparisons" in gate["summary"]
-    assert "foreign_hits about " in gate["summary"] and "where 100 are needed" not in gate["summary"]
+    assert (
+        "foreign_hits about " in gate["summary"] and "where 100 are needed" not in gate["summary"]
+    )
     assert "rehearse with more --queries" in gate["summary"]
     # their data is where it was, and now in the target too; the rehearsal's own is gone
     for kind in ("faiss", "lancedb"):
