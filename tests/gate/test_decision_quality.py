@@ -95,10 +95,10 @@ def test_a_target_leaking_1_percent_of_one_tenants_queries_is_never_promoted(poo
     pool = pools["leak-1pct"]
     foreign = sum(1 for o in pool.observations if o.foreign)
     assert 3 <= foreign <= 8  # 1 % of a third of the pool
-    # none of them scored above the primary's last hit: the old heuristic saw none
+    # they score below the primary's last hit: the old score rule missed them
     from shadowswap.gate.evidence import unexplained_hits
 
-    assert sum(unexplained_hits(o) > 0 for o in pool.observations if o.foreign) == 0
+    assert sum(unexplained_hits(o) > 0 for o in pool.observations if o.foreign) < foreign
     row = judge(BY_NAME["leak-1pct"], pool, seeds=100, budget=LEAK, step=100)
     assert row.promoted == 0 and Verdict.PROMOTE.value not in row.verdicts, row.as_dict()
     assert row.verdicts[Verdict.ROLLBACK.value] == 100, row.as_dict()

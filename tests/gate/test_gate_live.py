@@ -1,5 +1,5 @@
 """``shadowswap gate`` with no source flag on a faithful live run (issue 15): a gateway's
-runtime (FAISS primary, LanceDB target, dual write and shadow read on) serves reads while a
+runtime (FAISS primary, embedded Chroma target, dual write and shadow read on) serves reads while a
 client writes, including the vector it just searched for; the gate then reads the
 observation log at RETRIEVAL_OBSERVATIONS_DIR from the env file, and the reconcile from the
 state dir, and says PROMOTE. No Prometheus, no --observations."""
@@ -39,9 +39,9 @@ def test_gate_with_no_source_flag_promotes_a_faithful_live_run(tmp_path: Path) -
     env_file = tmp_path / ".env"
     env_file.write_text(
         f"""RETRIEVAL_BACKEND=faiss
-RETRIEVAL_TARGET_BACKEND=lancedb
+RETRIEVAL_TARGET_BACKEND=chroma
 RETRIEVAL_FAISS_URL={tmp_path / "faiss"}
-RETRIEVAL_LANCEDB_URL={tmp_path / "lance"}
+RETRIEVAL_CHROMA_URL={tmp_path / "chroma"}
 RETRIEVAL_DUAL_WRITE_OUTBOX_URL={tmp_path / "outbox.sqlite3"}
 RETRIEVAL_STATE_DIR={tmp_path / "state"}
 RETRIEVAL_OBSERVATIONS_DIR={tmp_path / "observations"}
@@ -93,6 +93,8 @@ RETRIEVAL_SHADOW_TIMEOUT_MS=5000
     finally:
         runtime.close()
     assert written[0] > 0
+    replayed = cli("replay-outbox", "--env-file", str(env_file), "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr  # the runbook: replay, then reconcile
     reconciled = cli("reconcile", "--env-file", str(env_file), "--json", cwd=tmp_path)
     assert reconciled.returncode == 0, reconciled.stderr
     assert json.loads(reconciled.stdout)["drift"] == 0

@@ -275,9 +275,9 @@ class LeakingStore(FaultyStore):
 
 class TailLeakStore(FaultyStore):
     """Searches whose last hit is, on the calls ``leak`` picks, another tenant's document at
-    its own score (usually far below the tenant's own hits): the isolation bug the score
-    heuristic of old mistook for an approximate miss. ``leak(tenant, n)`` gets the 1-based
-    number of that tenant's search.
+    its own score: the ``depth``-th best of the other tenant's for the query, so usually below
+    the tenant's own hits (the isolation bug the old score rule mistook for an approximate
+    miss). ``leak(tenant, n)`` gets the 1-based number of that tenant's search.
 
     >>> from shadowswap.stores.memory import MemoryStore
     >>> leaky = TailLeakStore(MemoryStore(), other=lambda t: "globex",
@@ -289,10 +289,12 @@ class TailLeakStore(FaultyStore):
         inner: VectorStore,
         other: Callable[[str], str],
         leak: Callable[[str, int], bool],
+        depth: int = 50,
     ) -> None:
         super().__init__(inner, ["search"])
         self._other = other
         self._leak = leak
+        self._depth = depth
         self._per_tenant: dict[str, int] = {}
         self.leaked = 0
 
@@ -305,9 +307,9 @@ class TailLeakStore(FaultyStore):
         own = self.inner.search(tenant, vector, k, filter)
         if not self._leak(tenant, n) or not own.hits:
             return own
-        theirs = self.inner.search(self._other(tenant), vector, 1, filter).hits
+        theirs = self.inner.search(self._other(tenant), vector, self._depth, filter).hits
         if not theirs:
             return own
         with self._lock:
             self.leaked += 1
-        return SearchResult(own.backend, (*own.hits[: k - 1], theirs[0]))
+        return SearchResult(own.backend, (*own.hits[: k - 1], theirs[-1]))
