@@ -244,3 +244,40 @@ def test_recent_writes_pending_until_settled_and_bounded() -> None:
     # "a" was forgotten: a read older than the forgetting treats everything as changed
     assert recent.changed_since("acme", ["zz"], start) == {"zz"}
     assert recent.pending() == 0
+
+
+def test_a_change_left_to_the_outbox_lags_until_the_outbox_is_empty() -> None:
+    """A delete the breaker kept from the target: the target still holds the document; it
+    must not count as foreign while the change waits in the outbox."""
+    recent = RecentWrites()
+    recent.begin("acme", ["gone"])
+    recent.lag("acme", ["gone"])
+    recent.settle("acme", ["gone"])
+    later = recent.now()
+    assert recent.changed_since("acme", ["gone"], later) == {"gone"}
+    assert recent.pending() == 1
+    recent.caught_up()
+    assert recent.changed_since("acme", ["gone"], later) == {"gone"}  # bumped after `later`
+    assert recent.changed_since("acme", ["gone"], recent.now()) == set()
+    assert recent.pending() == 0
+
+
+def test_writes_refused_by_an_open_breaker_lag_in_the_writer(
+    stores: Stores, tmp_path: Path
+) -> None:
+    live = Live(stores, stores.target, tmp_path)
+    try:
+        from shadowswap.dualwrite.breaker import BreakerConfig
+
+        config = BreakerConfig(1, 3600)
+        ticket = live.writer.breaker.attempt(config)
+        assert ticket is not None
+        live.writer.breaker.record(ticket, ok=False, config=config)  # open for an hour
+        live.writer.delete("acme", ["acme-doc-000001"])
+        start = live.writer.recent.now()
+        assert live.writer.recent.changed_since("acme", ["acme-doc-000001"], start) == {
+            "acme-doc-000001"
+        }
+        assert live.writer.outbox_stats().size == 1  # waits for replay-outbox
+    finally:
+        live.close()

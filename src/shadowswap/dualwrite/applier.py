@@ -183,6 +183,16 @@ class Applier:
                     self._handled += len(batch)
                     self._cond.notify_all()
 
+    def _lag(self, items: list[Item]) -> None:
+        """These changes stay in the outbox: the target is behind on them for now."""
+        if self._recent is None:
+            return
+        by_tenant: dict[str, list[str]] = {}
+        for item in items:
+            by_tenant.setdefault(item.tenant, []).append(item.doc_id)
+        for tenant, ids in by_tenant.items():
+            self._recent.lag(tenant, ids)
+
     def _settle(self, jobs: Jobs) -> None:
         """The writer's documents are no longer pending: applied, or left to the replay."""
         if self._recent is None:
@@ -209,6 +219,7 @@ class Applier:
             for _ in jobs:
                 self._sink.dual_write_skipped("circuit_open")
             self._outbox.release(self.owner, seqs)
+            self._lag(items)
             self._figures.report_quietly(self._outbox)
             return
         deadline_s = settings.dual_write_timeout_ms / 1000.0
@@ -232,6 +243,7 @@ class Applier:
                 extra={**fields, "elapsed_ms": round(elapsed * 1000), "deadline_s": deadline_s},
             )
         if problem is not None or failed:
+            self._lag(items)  # which ones failed is the replay's to know: all of them
             for _ in range(len(jobs) if failed == len(items) else 1):
                 self._sink.dual_write_error()
             write_log.warning(

@@ -298,6 +298,8 @@ class DualWriter:
         _log_expired(expired, settings)
         stats = self._outbox.stats()
         self._figures.report(stats)
+        if stats.size == 0:  # every change left to the outbox has reached its backend
+            self.recent.caught_up()
         return stats
 
     @property
@@ -374,11 +376,15 @@ class DualWriter:
         ids = [c.doc_id for c in job.changes]
         self.recent.begin(job.tenant, ids)
         handed: set[str] = set()  # settled later, by the applier or the direct path
+        outcome: Outcome | None = None
         try:
-            return self._dual_write(job, handed)
+            outcome, queued, dropped = self._dual_write(job, handed)
+            return outcome, queued, dropped
         finally:
             left = [d for d in ids if d not in handed] if handed else ids
             if left:
+                if outcome is not None and outcome != "deferred":  # left to the outbox
+                    self.recent.lag(job.tenant, left)
                 self.recent.settle(job.tenant, left)
 
     def _dual_write(self, job: _Job, handed: set[str]) -> tuple[Outcome, int, int]:
@@ -452,17 +458,21 @@ class DualWriter:
     # -- when the outbox failed ------------------------------------------------------------
     def _direct(self, job: _Job) -> None:
         """The outbox failed: try the backend directly, once, so the change may still land."""
+        ids = [c.doc_id for c in job.changes]
+        applied = False
         try:
-            self._try_direct(job)
+            applied = self._try_direct(job)
         finally:
-            self.recent.settle(job.tenant, [c.doc_id for c in job.changes])
+            if not applied:  # recorded nowhere: the target is behind until a reconcile
+                self.recent.lag(job.tenant, ids)
+            self.recent.settle(job.tenant, ids)
 
-    def _try_direct(self, job: _Job) -> None:
+    def _try_direct(self, job: _Job) -> bool:
         settings = job.settings
         config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
         ticket = self._breaker.attempt(config)
         if ticket is None:
-            return
+            return False
         try:
             job.write_deferred()
         except Exception as exc:  # noqa: BLE001 - logged; the change is lost for this backend
@@ -472,8 +482,9 @@ class DualWriter:
                 "direct deferred write failed too: run shadowswap reconcile for these documents",
                 extra={**job.fields(), **error_fields(exc), **_ids(job.changes)},
             )
-            return
+            return False
         self._breaker.record(ticket, ok=True, config=config)
+        return True
 
 
 @dataclass(frozen=True)

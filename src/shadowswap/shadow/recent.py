@@ -14,6 +14,11 @@ then holds a document the primary's could not (written after it answered), or la
                 left to the outbox). Each document remembers the sequence of its last bump.
     pending     documents whose write began and has not settled (the deferred store may
                 not hold it yet).
+    lagging     documents whose change was left to the outbox (the breaker was open, the
+                deferred write failed, the outbox was full): the target is behind on them
+                until the outbox is drained (`caught_up`, called when the writer sees an empty
+                outbox). A target that lags is not a target that is wrong: the breaker and
+                outbox criteria say so, the comparison leaves those documents out.
     the read    takes `now` before the primary is searched; after the target answered,
                 `changed_since` names every document of the two answers that was bumped
                 after that, or is pending now. Those are left out of both lists before the
@@ -57,6 +62,7 @@ class RecentWrites:
         self._forgotten = 0  # the largest sequence of a document no longer remembered
         self._stamps: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._pending: dict[tuple[str, str], int] = {}
+        self._lagging: set[tuple[str, str]] = set()
 
     def now(self) -> int:
         """The current sequence: take it before the primary is searched."""
@@ -86,6 +92,25 @@ class RecentWrites:
                 else:
                     self._pending.pop(key, None)
 
+    def lag(self, tenant: str, doc_ids: Iterable[str]) -> None:
+        """These documents' changes were left to the outbox: the target is behind on them."""
+        with self._lock:
+            self._seq += 1
+            for doc_id in doc_ids:
+                key = (tenant, doc_id)
+                self._stamp_locked(key)
+                self._lagging.add(key)
+
+    def caught_up(self) -> None:
+        """The outbox is empty: every change left to it has reached the target."""
+        with self._lock:
+            if not self._lagging:
+                return
+            self._seq += 1
+            for key in self._lagging:
+                self._stamp_locked(key)
+            self._lagging.clear()
+
     def changed_since(self, tenant: str, doc_ids: Sequence[str], seq: int) -> set[str]:
         """Those of ``doc_ids`` changed after ``seq`` (a `now`), or being written now."""
         with self._lock:
@@ -94,14 +119,14 @@ class RecentWrites:
             out: set[str] = set()
             for doc_id in doc_ids:
                 key = (tenant, doc_id)
-                if key in self._pending or self._stamps.get(key, -1) > seq:
+                if key in self._pending or key in self._lagging or self._stamps.get(key, -1) > seq:
                     out.add(doc_id)
             return out
 
     def pending(self) -> int:
-        """Documents whose write has not settled."""
+        """Documents whose write has not settled, or whose change waits in the outbox."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._lagging - self._pending.keys())
 
     def _stamp_locked(self, key: tuple[str, str]) -> None:
         self._stamps[key] = self._seq
