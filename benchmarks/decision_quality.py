@@ -294,6 +294,9 @@ class Lab:
                 "FF_RETRIEVAL_SHADOW_SAMPLE_RATE": "1.0",
                 "FF_RETRIEVAL_DUAL_WRITE": "ON" if writes else "OFF",
                 "RETRIEVAL_READ_TIMEOUT_MS": "0",
+                # a loaded machine makes Chroma's writes slow: the breaker would then open
+                # and the matrix would measure the machine, not the target
+                "RETRIEVAL_DUAL_WRITE_TIMEOUT_MS": "10000",
             }
         )
         source = StaticSettings(settings)
