@@ -1,8 +1,8 @@
 """``shadowswap gate``: the go/no-go decision (PROMOTE, HOLD, ROLLBACK) from evidence.
 
 Exit codes: 0 PROMOTE, 1 HOLD or ROLLBACK (or evidence that could not be read, e.g.
-Prometheus unreachable), 2 bad usage (no source, a missing or invalid criteria file, a missing
-directory).
+Prometheus or a --metrics-url unreachable), 2 bad usage (no source, a missing or invalid
+criteria file, a missing directory, a malformed URL).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from shadowswap.gate import (
     load_criteria,
 )
 from shadowswap.gate.prometheus import window_seconds
+from shadowswap.gate.scrape import evidence_from_metrics_url
 from shadowswap.settings.config import load_settings
 from shadowswap.shadow.observations import parse_iso_utc
 
@@ -55,6 +56,14 @@ def gate_cmd(
     ] = None,
     prometheus: Annotated[
         str | None, typer.Option(help="Prometheus base URL to read the metrics from.")
+    ] = None,
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics-url",
+            help="A gateway's own /metrics, in place of Prometheus (repeatable: replicas, "
+            "summed); counts since the gateway started.",
+        ),
     ] = None,
     window: Annotated[
         str, typer.Option(help="How far back the evidence goes (e.g. 30m, 1h, 1d).")
@@ -84,9 +93,9 @@ def gate_cmd(
     as_json: AsJson = False,
 ) -> None:
     """Decide PROMOTE, HOLD or ROLLBACK from shadow evidence, on confidence bounds."""
-    if observations is None and prometheus is None:
+    if observations is None and prometheus is None and not metrics_url:
         raise InvalidInput(
-            "--observations/--prometheus", "give at least one source of evidence (or both)"
+            "--observations/--prometheus/--metrics-url", "give at least one source of evidence"
         )
     chosen: Criteria = load_criteria(criteria) if criteria is not None else default_criteria()
     seconds = window_seconds(window)
@@ -109,6 +118,8 @@ def gate_cmd(
                 prometheus, window=window, env=env or settings.metric_env, backend=backend, at=now
             )
         )
+    if metrics_url:  # a gateway's exposition is its own env: filtered only when --env is given
+        parts.append(evidence_from_metrics_url(metrics_url, env=env, backend=backend))
     parts.append(evidence_from_state(state_dir or Path(settings.state_dir)))
     reference = None
     if baseline is not None:

@@ -119,17 +119,20 @@ def _ratio(e: Evidence, name: str) -> tuple[int, int] | None:
     return min(events, trials), trials
 
 
+_ANY_SOURCE = "give --observations, --prometheus or --metrics-url"
 _RECONCILE = "run `shadowswap reconcile`: it writes reconcile_last.json in the state dir"
 _HINTS = {
-    "mean": "give --observations or --prometheus",
-    "quantile": "give --observations or --prometheus",
+    "mean": _ANY_SOURCE,
+    "quantile": _ANY_SOURCE,
     "foreign_hit_ratio": "only the observation log has hit ids and scores: give --observations",
     "reconcile_drift": _RECONCILE,
     "reconcile_age_s": _RECONCILE,
-    "mismatch_ratio": "give --observations or --prometheus",
-    "shadow_error_ratio": "give --observations or --prometheus",
+    "mismatch_ratio": _ANY_SOURCE,
+    "shadow_error_ratio": _ANY_SOURCE,
 }
-_METRICS_ONLY = "only metrics have it (the observation log does not): give --prometheus"
+_METRICS_ONLY = (
+    "only metrics have it (the observation log does not): give --prometheus or --metrics-url"
+)
 
 
 def _unknown(spec: Statistic) -> str:
