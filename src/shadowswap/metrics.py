@@ -311,6 +311,12 @@ class ScrapeTimeCollector(Collector):
     """The gauges and counters whose values their owners hold, read when Prometheus scrapes.
 
     A reader that fails is logged; the figures it gave last are shown in its place.
+
+    With several service workers these are deliberately not multiprocess gauges: the workers
+    share one outbox and one state directory, and only the worker serving the scrape reads
+    them, so each is counted once. As gauges written by every worker they would need a
+    multiprocess mode, and none fits: ``livesum`` would count the shared outbox once per
+    worker, ``livemax`` or ``mostrecent`` would show a worker's stale view of it.
     """
 
     def __init__(self, base: Mapping[str, str]) -> None:

@@ -1,8 +1,8 @@
 """``shadowswap gate``: the go/no-go decision (PROMOTE, HOLD, ROLLBACK) from evidence.
 
 Exit codes: 0 PROMOTE, 1 HOLD or ROLLBACK (or evidence that could not be read, e.g.
-Prometheus unreachable), 2 bad usage (no source, a missing or invalid criteria file, a missing
-directory).
+Prometheus or a --metrics-url unreachable), 2 bad usage (no source, a missing or invalid
+criteria file, a missing directory, a malformed URL).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shadowswap.gate import (
     show,
 )
 from shadowswap.gate.prometheus import window_seconds
+from shadowswap.gate.scrape import evidence_from_metrics_url
 from shadowswap.settings.config import load_settings
 from shadowswap.shadow.observations import parse_iso_utc
 
@@ -59,6 +60,14 @@ def gate_cmd(
     ] = None,
     prometheus: Annotated[
         str | None, typer.Option(help="Prometheus base URL to read the metrics from.")
+    ] = None,
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics-url",
+            help="A gateway's own /metrics, in place of Prometheus (repeatable: replicas, "
+            "summed); counts since the gateway started.",
+        ),
     ] = None,
     window: Annotated[
         str, typer.Option(help="How far back the evidence goes (e.g. 30m, 1h, 1d).")
@@ -91,7 +100,7 @@ def gate_cmd(
     chosen: Criteria = load_criteria(criteria) if criteria is not None else default_criteria()
     seconds = window_seconds(window)
     settings = load_settings(env_file)
-    if observations is None and prometheus is None:
+    if observations is None and prometheus is None and not metrics_url:
         if not settings.observations_dir:
             raise InvalidInput(
                 "--observations",
@@ -118,6 +127,8 @@ def gate_cmd(
                 prometheus, window=window, env=env or settings.metric_env, backend=backend, at=now
             )
         )
+    if metrics_url:  # a gateway's exposition is its own env: filtered only when --env is given
+        parts.append(evidence_from_metrics_url(metrics_url, env=env, backend=backend))
     parts.append(evidence_from_state(state_dir or Path(settings.state_dir)))
     reference = None
     if baseline is not None:

@@ -7,6 +7,7 @@ confidence bounds, never on raw means, and never PROMOTE without enough evidence
     evaluate.py    evidence + criteria (+ baseline) -> verdict
     evidence.py    evidence from the observation log, a metrics registry, the state dir
     prometheus.py  evidence from Prometheus over a window
+    scrape.py      evidence from gateways' own /metrics (totals since they started)
 
 docs/gate.md describes the whole; ``shadowswap gate`` is the command.
 
@@ -38,6 +39,7 @@ from shadowswap.gate.model import (
     Verdict,
 )
 from shadowswap.gate.prometheus import evidence_from_prometheus
+from shadowswap.gate.scrape import evidence_from_metrics_url
 
 __all__ = [
     "STATISTICS",
@@ -51,6 +53,7 @@ __all__ = [
     "combine",
     "default_criteria",
     "evaluate",
+    "evidence_from_metrics_url",
     "evidence_from_observations",
     "evidence_from_prometheus",
     "evidence_from_records",

@@ -316,7 +316,8 @@ def evidence_from_series(
 
     hists = {field: histogram(base) for field, base in _HISTOGRAMS.items()}
     agreement = hists["agreement_at_5"]
-    compared = agreement.count if agreement is not None else None
+    # a live gateway whose every shadow read failed has no agreement histogram: 0 compared
+    compared = agreement.count if agreement is not None else (0 if alive else None)
     drops: dict[str, int] = {}
     for reason in ("timeout", "queue_full"):
         n = total("retrieval_shadow_dropped_total", reason=reason)
