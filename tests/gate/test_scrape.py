@@ -69,7 +69,7 @@ def test_a_saved_one_worker_exposition_with_the_target_down() -> None:
     ev = evidence_from_expositions({URL: TARGET_DOWN})  # with `_created` samples
     assert ev.reads == 10 and ev.read_errors == 0
     assert ev.shadow_errors == 10
-    assert ev.compared is None  # every shadow read failed: no agreement histogram yet
+    assert ev.compared == 0  # every shadow read failed: no agreement histogram, 0 compared
     assert ev.dual_write_errors == 6 and ev.dual_write_skipped == 0
     assert ev.outbox_size == 6
     assert ev.outbox_oldest_age_s == pytest.approx(3.4875776767730713)
@@ -116,7 +116,7 @@ def test_series_are_kept_with_their_labels() -> None:
 def test_env_and_backend_filters() -> None:
     assert evidence_from_expositions({URL: TWO_WORKERS}, env="stg").compared == 12
     assert evidence_from_expositions({URL: TWO_WORKERS}, backend="lancedb").compared == 12
-    assert evidence_from_expositions({URL: TWO_WORKERS}, backend="chroma").compared is None
+    assert evidence_from_expositions({URL: TWO_WORKERS}, backend="chroma").compared == 0
     other = evidence_from_expositions({URL: TWO_WORKERS}, env="prod")
     assert other.compared is None and other.reads is None
     assert any("env 'prod'" in n and "'stg'" in n for n in other.notes), other.notes
