@@ -185,24 +185,17 @@ class Applier:
 
     def _lag(self, items: list[Item]) -> None:
         """These changes stay in the outbox: the target is behind on them for now."""
-        if self._recent is None:
-            return
-        by_tenant: dict[str, list[str]] = {}
-        for item in items:
-            by_tenant.setdefault(item.tenant, []).append(item.doc_id)
-        for tenant, ids in by_tenant.items():
-            self._recent.lag(tenant, ids)
+        if self._recent is not None:
+            for tenant, ids in _by_tenant(items).items():
+                self._recent.lag(tenant, ids)
 
     def _settle(self, jobs: Jobs) -> None:
-        """The writer's documents are no longer pending: applied, or left to the replay."""
-        if self._recent is None:
-            return
-        for job in jobs:
-            by_tenant: dict[str, list[str]] = {}
-            for item in job:
-                by_tenant.setdefault(item.tenant, []).append(item.doc_id)
-            for tenant, ids in by_tenant.items():
-                self._recent.settle(tenant, ids)
+        """The writer's documents are no longer pending: applied, or left to the replay
+        (one `settle` per write, as each write made one `begin`)."""
+        if self._recent is not None:
+            for job in jobs:
+                for tenant, ids in _by_tenant(job).items():
+                    self._recent.settle(tenant, ids)
 
     def _apply(self, jobs: Jobs) -> None:
         """One batch of the writer's items, through the breaker, by the replay rules."""
@@ -259,3 +252,11 @@ class Applier:
                 "RETRIEVAL_TARGET_BACKEND", kind, "this writer has no store of that kind"
             )
         return store
+
+
+def _by_tenant(items: list[Item]) -> dict[str, list[str]]:
+    """The items' document ids, by tenant."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        out.setdefault(item.tenant, []).append(item.doc_id)
+    return out
