@@ -56,6 +56,27 @@ def test_reopening_with_another_metric_is_refused(tmp_path: Path, kind: str) -> 
         _open(kind, where, Metric.L2).count("t1")
 
 
+def test_a_faiss_catalog_without_a_metric_record_is_taken_as_configured_and_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FAISS rebuilds its indexes from the catalog with the recorded metric: a catalog holding
+    documents but no metric record is accepted under RETRIEVAL_METRIC with a warning, and the
+    metric is recorded."""
+    import sqlite3
+
+    store = FaissStore(tmp_path / "f", Metric.L2)
+    store.upsert("t1", clustered_corpus("t1", 5, 4, queries=0).documents)
+    store.close()
+    with sqlite3.connect(tmp_path / "f" / "catalog.sqlite3") as db:
+        db.execute("DELETE FROM meta WHERE key = 'metric'")
+    again = FaissStore(tmp_path / "f", Metric.L2)
+    assert again.count("t1") == 5 and again.dimension == 4
+    again.close()
+    assert "no record of its metric" in caplog.text
+    with pytest.raises(IncompatibleStore, match=r"created with metric 'l2', not 'cosine'"):
+        FaissStore(tmp_path / "f", Metric.COSINE)
+
+
 def test_faiss_sees_writes_of_another_process_handle(tmp_path: Path) -> None:
     """Two handles on one directory (as two processes would have): searches stay current."""
     corpus = clustered_corpus("t1", 200, 8, queries=1, seed=2)
