@@ -495,7 +495,7 @@ def check_engine_metric(
     fits = [m.value for m in Metric if held.lower() in {a.lower() for a in accepted[m]}]
     if not fits:
         ranks = " (no metric shadowswap ranks by)"
-    elif fits == [held.lower()]:
+    elif fits == [held]:
         ranks = ""  # the engine's name is the metric's
     else:
         ranks = " (metric " + " or ".join(repr(f) for f in fits) + ")"
@@ -511,11 +511,11 @@ def check_engine_metric(
 
 
 def note_unrecorded_metric(kind: str, where: str, metric: Metric) -> None:
-    """Say that a store made before its adapter recorded the metric is taken to have
-    ``metric`` (and that the record is written now)."""
+    """Say that a store holding data without a record of its metric (made before its adapter
+    recorded it, or whose record was lost) is taken to have ``metric``, recorded now."""
     log.warning(
-        "%s: %s holds data but no record of its metric (made by an older shadowswap); "
-        "taking RETRIEVAL_METRIC=%s and recording it",
+        "%s: %s holds data but no record of its metric (made by an older shadowswap, or the "
+        "record was lost); taking RETRIEVAL_METRIC=%s and recording it",
         kind,
         where,
         metric.value,
