@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shadowswap.similarity import Metric
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.testing import clustered_corpus
 from tests.helpers import ROOT, cli, run
@@ -130,3 +131,60 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:
     assert run(cli("config", "--no-such-flag"), tmp_path).returncode == 2
+
+
+def _chroma_collection_ranked_by_l2(where: Path) -> None:
+    """What issue 15 found: a Chroma tenant collection whose HNSW space is l2 (made by hand, or
+    left by a store made with RETRIEVAL_METRIC=l2 whose record was lost)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(
+        path=str(where), settings=Settings(anonymized_telemetry=False)
+    )
+    client.create_collection(
+        "ss_acme_t", embedding_function=None, configuration={"hnsw": {"space": "l2"}}
+    ).add(ids=["held"], embeddings=[[1.0, 0.0, 0.0, 0.0]])
+
+
+def test_check_refuses_a_chroma_collection_of_another_space(tmp_path: Path) -> None:
+    _chroma_collection_ranked_by_l2(tmp_path / "chroma_db")
+    env = {"RETRIEVAL_METRIC": "cosine"}
+    out = run(cli("check", "--backend", "chroma"), tmp_path, env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "collection 'ss_acme_t' at ./chroma_db uses space 'l2'" in out.stdout
+    assert "RETRIEVAL_METRIC is 'cosine'" in out.stdout
+    assert "set RETRIEVAL_METRIC=l2, or point RETRIEVAL_CHROMA_URL at a new location" in out.stdout
+    assert "metric=cosine" not in out.stdout  # not reported as a healthy cosine store
+    assert "Traceback" not in out.stdout + out.stderr
+    as_json = run(cli("check", "--backend", "chroma", "--json"), tmp_path, env)
+    (backend,) = json.loads(as_json.stdout)["backends"]
+    assert as_json.returncode == 1 and backend["reachable"] is False
+    assert backend["metric"] is None and "space 'l2'" in backend["detail"]
+    fixed = run(cli("check", "--backend", "chroma"), tmp_path, {"RETRIEVAL_METRIC": "l2"})
+    assert fixed.returncode == 0 and "metric=l2" in fixed.stdout, fixed.stdout + fixed.stderr
+
+
+def test_backfill_into_a_chroma_collection_of_another_space_exits_1_with_one_line(
+    tmp_path: Path,
+) -> None:
+    from shadowswap.stores.faiss import FaissStore
+
+    source = FaissStore(tmp_path / "data" / "faiss")
+    source.upsert("acme", clustered_corpus("acme", 20, 4, queries=0).documents)
+    source.close()
+    _chroma_collection_ranked_by_l2(tmp_path / "chroma_db")
+    out = run(
+        cli("backfill", "--from", "faiss", "--to", "chroma", "--no-progress"),
+        tmp_path,
+        {"RETRIEVAL_METRIC": "cosine"},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("shadowswap: error:")]
+    assert len(errors) == 1, out.stderr
+    assert "space 'l2'" in errors[0] and "RETRIEVAL_METRIC is 'cosine'" in errors[0]
+    assert "set RETRIEVAL_METRIC=l2" in errors[0]
+    assert "Traceback" not in out.stdout + out.stderr
+    chroma = ChromaStore(str(tmp_path / "chroma_db"), Metric.L2)
+    assert chroma.count("acme") == 1  # nothing was copied into it
+    chroma.close()

@@ -11,13 +11,13 @@ import math
 import numpy as np
 import pytest
 
-from shadowswap.errors import DimensionMismatch, InvalidInput
+from shadowswap.errors import DimensionMismatch, IncompatibleStore, InvalidInput
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore, VectorStore
 from shadowswap.stores.memory import MemoryStore
 from shadowswap.testing import clustered_corpus
 from shadowswap.values import Document
-from tests.stores.conftest import REAL_KINDS, StoreMaker
+from tests.stores.conftest import ENGINE_METRIC_KINDS, REAL_KINDS, StoreMaker, record_says
 
 T = "acme"
 
@@ -276,3 +276,43 @@ def test_health_reports_size(store: BaseStore) -> None:
     health = store.health()
     assert health.reachable and health.documents == 4 and health.tenants == 1
     assert health.dimension == 16 and health.metric == "cosine"
+
+
+def _refusal(make_store: StoreMaker, kind: str, metric: Metric, name: str) -> str:
+    """The message of the refusal to reopen store ``name`` with ``metric``: at open, or at the
+    first call that reaches the engine."""
+    with pytest.raises(IncompatibleStore) as info:
+        reopened = make_store(kind, metric, name=name)
+        reopened.search(T, docs(1, seed=2)[0].vector, 3)
+        reopened.count(T)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("kind", REAL_KINDS)
+def test_reopening_with_another_metric_is_refused_naming_both(
+    make_store: StoreMaker, kind: str
+) -> None:
+    store = make_store(kind, Metric.L2, name="m")
+    store.upsert(T, docs(5))
+    store.close()
+    message = _refusal(make_store, kind, Metric.COSINE, "m")
+    assert "'l2'" in message and "'cosine'" in message, message
+    assert "RETRIEVAL_METRIC=l2" in message, message  # how to fix it
+    again = make_store(kind, Metric.L2, name="m")  # the refusal changed nothing
+    assert again.count(T) == 5 and again.health().metric == "l2"
+
+
+@pytest.mark.parametrize("kind", ENGINE_METRIC_KINDS)
+def test_the_engines_own_distance_is_checked_not_only_the_record(
+    make_store: StoreMaker, kind: str
+) -> None:
+    """A record that says cosine over a collection or index the engine ranks by l2 (a record
+    lost and remade, or edited): refused, naming the engine's distance and both metrics."""
+    store = make_store(kind, Metric.L2, name="e")
+    store.upsert(T, docs(5))
+    location = store.location
+    store.close()
+    record_says(kind, location, Metric.COSINE, built=Metric.L2)
+    message = _refusal(make_store, kind, Metric.COSINE, "e")
+    assert "'cosine'" in message and "RETRIEVAL_METRIC=l2" in message, message
+    assert "created with metric" not in message  # the engine's distance, not the record

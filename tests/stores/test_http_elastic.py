@@ -25,7 +25,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, canonical_vector
-from shadowswap.stores.elastic import ElasticStore
+from shadowswap.stores.elastic import SIMILARITY, ElasticStore
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, to_vector
 from tests.servers import free_port
@@ -35,6 +35,9 @@ from tests.stores.http_stubs.server import Recorded, Reply, StubServer, only, st
 T = "acme"
 INDEX = "shadowswap-t-acme"
 META = "shadowswap-meta"
+#: the vector field mapping of every tenant index, read once by the first call that needs the
+#: store's dimension (the stub sees the path decoded)
+MAPPINGS = "/shadowswap-t-\\*/_mapping/field/vector"
 
 
 @pytest.fixture
@@ -46,13 +49,35 @@ def open_store(stub: StubServer, metric: Metric = Metric.COSINE, url: str = "") 
     return ElasticStore(url or stub.url, metric, timeout_s=2.0)
 
 
+def vector_mapping(similarity: str | None, dimension: int = 3) -> dict[str, Any]:
+    """A tenant index's vector field as the adapter maps it (``similarity`` None: unset)."""
+    mapping: dict[str, Any] = {
+        "type": "dense_vector",
+        "dims": dimension,
+        "index": True,
+        "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+    }
+    if similarity is not None:
+        mapping["similarity"] = similarity
+    return mapping
+
+
 def known(stub: StubServer, dimension: int = 3, metric: str = "cosine") -> None:
-    """Script a store that exists: its meta document says format 1, metric, dimension."""
+    """Script a store that exists: its meta document says format 1, metric, dimension, and
+    its tenant index is mapped with that metric's similarity."""
     stub.on(
         "GET",
         f"/{META}/_doc/store",
         es.found(META, "store", {"format": "1", "metric": metric, "dimension": dimension}),
     )
+    similarity = SIMILARITY[Metric(metric)]
+    stub.on("GET", MAPPINGS, es.field_mappings({INDEX: vector_mapping(similarity, dimension)}))
+
+
+def new_store(stub: StubServer) -> None:
+    """Script a store not made yet: no meta document, no tenant index."""
+    stub.on("GET", f"/{META}/_doc/store", es.index_missing(META))
+    stub.on("GET", MAPPINGS, es.field_mappings({}))
 
 
 def holding(stub: StubServer, index: str, held: dict[str, dict[str, Any]]) -> None:
@@ -79,7 +104,7 @@ def unit(values: list[float]) -> list[float]:
 def test_first_write_records_the_store_then_maps_the_tenant_index_then_bulks(
     stub: StubServer,
 ) -> None:
-    stub.on("GET", f"/{META}/_doc/store", es.index_missing(META))
+    new_store(stub)
     stub.on("PUT", f"/{META}", es.acknowledged(META))
     stub.on("PUT", f"/{META}/_create/store", es.created(META, "store"))
     stub.on("PUT", f"/{INDEX}", es.acknowledged(INDEX))
@@ -92,6 +117,7 @@ def test_first_write_records_the_store_then_maps_the_tenant_index_then_bulks(
     assert (report.written, report.unchanged) == (2, 0)
     assert [f"{r.method} {r.path}" for r in stub.requests] == [
         f"GET /{META}/_doc/store",  # the store's dimension: unknown (read once)
+        "GET /shadowswap-t-*/_mapping/field/vector",  # no tenant index of another metric
         f"PUT /{META}",
         f"PUT /{META}/_create/store",
         f"POST /{INDEX}/_mget",  # hashes held: none, the index does not exist yet
@@ -199,6 +225,7 @@ def test_rejected_bulk_items_are_reported_as_a_busy_store(stub: StubServer) -> N
 
 
 def test_a_second_dimension_is_refused_when_another_writer_recorded_one(stub: StubServer) -> None:
+    stub.on("GET", MAPPINGS, es.field_mappings({}))
     stub.on(
         "GET",
         f"/{META}/_doc/store",
@@ -215,7 +242,7 @@ def test_a_second_dimension_is_refused_when_another_writer_recorded_one(stub: St
 
 
 def test_vectors_beyond_the_engine_limit_are_refused_before_any_write(stub: StubServer) -> None:
-    stub.on("GET", f"/{META}/_doc/store", es.index_missing(META))
+    new_store(stub)
     with pytest.raises(InvalidInput, match="at most 4096"):
         open_store(stub).upsert(T, [Document(T, "a", [1.0] * 4097)])
     assert {r.method for r in stub.requests} == {"GET"}
@@ -301,8 +328,8 @@ def test_every_tenant_request_names_only_that_tenants_index(stub: StubServer) ->
     store.count(tenant)
     list(store.scan(tenant))
     for request in stub.requests:
-        if request.path.startswith(f"/{META}"):
-            continue
+        if request.path.startswith(f"/{META}") or request.path == MAPPINGS.replace("\\", ""):
+            continue  # the store record, and the vector mapping of every tenant index (no data)
         if request.path == "/_bulk":
             assert {line["index"]["_index"] for line in request.ndjson()[::2]} == {index}
         else:
@@ -312,7 +339,7 @@ def test_every_tenant_request_names_only_that_tenants_index(stub: StubServer) ->
 
 def test_get_returns_exactly_what_was_written(stub: StubServer) -> None:
     """Elasticsearch returns ``_source`` as it was indexed, so feed the bulk line back."""
-    stub.on("GET", f"/{META}/_doc/store", es.index_missing(META))
+    new_store(stub)
     stub.on("PUT", f"/{META}", es.acknowledged(META))
     stub.on("PUT", f"/{META}/_create/store", es.created(META, "store"))
     stub.on("PUT", f"/{INDEX}", es.acknowledged(INDEX))
@@ -513,6 +540,82 @@ def test_a_store_made_with_another_metric_is_refused(stub: StubServer) -> None:
     known(stub, metric="l2")
     with pytest.raises(IncompatibleStore, match="RETRIEVAL_METRIC=l2"):
         open_store(stub).search(T, [1.0, 0.0, 0.0], 1)
+
+
+def test_a_tenant_index_of_another_similarity_is_refused_whatever_the_record_says(
+    stub: StubServer,
+) -> None:
+    """Issue 15: the record says cosine, the tenant index ranks by l2_norm: the store must not
+    rank by l2 while reporting cosine (nor report itself healthy)."""
+    known(stub)
+    stub.on(
+        "GET",
+        MAPPINGS,
+        es.field_mappings(
+            {
+                INDEX: vector_mapping("l2_norm"),
+                "shadowswap-t-other": vector_mapping("dot_product"),
+                "shadowswap-t-nofield": None,  # not ours: no vector field
+                "shadowswap-t-Bad": vector_mapping("l2_norm"),  # not a tenant index name
+            }
+        ),
+    )
+    store = open_store(stub)
+    with pytest.raises(IncompatibleStore) as info:
+        store.search(T, [1.0, 0.0, 0.0], 1)
+    message = str(info.value)
+    assert f"index '{INDEX}'" in message and "similarity 'l2_norm' (metric 'l2')" in message
+    assert "RETRIEVAL_METRIC is 'cosine', which needs similarity 'dot_product' or 'cosine'" in (
+        message
+    )
+    assert "set RETRIEVAL_METRIC=l2, or pick another index_prefix in RETRIEVAL_ELASTIC_URL" in (
+        message
+    )
+    assert stub.calls("POST", f"/{INDEX}/_search") == []
+    stub.on("GET", "/shadowswap-t-\\*/_alias", Reply(200, {INDEX: {"aliases": {}}}))
+    stub.on("POST", f"/{INDEX}/_count", es.count(3))
+    health = store.health()
+    assert not health.reachable and health.metric is None and "l2_norm" in health.detail
+
+
+def test_a_lost_record_over_an_index_of_another_similarity_is_refused_before_any_write(
+    stub: StubServer,
+) -> None:
+    """No meta document (lost), a tenant index mapped for l2: a cosine backfill into it must
+    stop before recording cosine for the store or writing a document."""
+    stub.on("GET", f"/{META}/_doc/store", es.index_missing(META))
+    stub.on("GET", MAPPINGS, es.field_mappings({INDEX: vector_mapping("l2_norm")}))
+    with pytest.raises(
+        IncompatibleStore, match=r"'l2_norm' \(metric 'l2'\) but RETRIEVAL_METRIC is"
+    ):
+        open_store(stub).upsert(T, docs())
+    assert {r.method for r in stub.requests} == {"GET"}
+
+
+@pytest.mark.parametrize(
+    ("metric", "similarity", "accepted"),
+    [
+        (Metric.COSINE, "cosine", True),  # scores our unit vectors as dot_product does
+        (Metric.COSINE, None, True),  # unset: the dense_vector default, cosine
+        (Metric.L2, None, False),
+        (Metric.DOT, "dot_product", False),  # would refuse non-unit vectors, scores differ
+        (Metric.DOT, "max_inner_product", True),
+    ],
+)
+def test_which_similarities_each_metric_runs_on(
+    stub: StubServer, metric: Metric, similarity: str | None, accepted: bool
+) -> None:
+    known(stub, metric=metric.value)
+    stub.on("GET", MAPPINGS, es.field_mappings({INDEX: vector_mapping(similarity)}))
+    stub.on("POST", f"/{INDEX}/_search", es.search_hits(INDEX, []))
+    store = open_store(stub, metric)
+    if accepted:
+        assert store.search(T, [1.0, 0.0, 0.0], 1).hits == ()
+        assert store.search(T, [0.0, 1.0, 0.0], 1).hits == ()
+        assert only(stub.calls("GET", MAPPINGS)).query == {}  # read once per handle
+    else:
+        with pytest.raises(IncompatibleStore, match=f"RETRIEVAL_METRIC is '{metric.value}'"):
+            store.search(T, [1.0, 0.0, 0.0], 1)
 
 
 def test_bad_locations_are_refused_with_the_variable() -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from shadowswap.errors import StoreError, StoreTimeout, StoreUnavailable
+from shadowswap.errors import IncompatibleStore, StoreError, StoreTimeout, StoreUnavailable
 from shadowswap.similarity import Metric, canonical_vector
-from shadowswap.stores.opensearch import OpenSearchStore
+from shadowswap.stores.opensearch import SPACE, OpenSearchStore
 from shadowswap.values import Document, to_vector
 from tests.servers import free_port
 from tests.stores.http_stubs import search_docs as os_docs
@@ -27,6 +28,7 @@ from tests.stores.http_stubs.server import Reply, StubServer, only, stub_server
 T = "acme"
 INDEX = "shadowswap-t-acme"
 META = "shadowswap-meta"
+MAPPINGS = "/shadowswap-t-\\*/_mapping/field/vector"  # every tenant index's vector field
 
 
 @pytest.fixture
@@ -38,12 +40,23 @@ def open_store(stub: StubServer, metric: Metric = Metric.COSINE, url: str = "") 
     return OpenSearchStore(url or stub.url, metric, timeout_s=2.0)
 
 
+def knn_mapping(space: str | None, *, in_method: bool = True) -> dict[str, Any]:
+    """A tenant index's vector field: ``space`` in its method (as the adapter maps it) or on
+    the field itself (OpenSearch 2.17+), or unset (None)."""
+    method: dict[str, Any] = {"name": "hnsw", "engine": "lucene"}
+    mapping: dict[str, Any] = {"type": "knn_vector", "dimension": 3, "method": method}
+    if space is not None:
+        (method if in_method else mapping)["space_type"] = space
+    return mapping
+
+
 def known(stub: StubServer, dimension: int = 3, metric: str = "cosine") -> None:
     stub.on(
         "GET",
         f"/{META}/_doc/store",
         os_docs.found(META, "store", {"format": "1", "metric": metric, "dimension": dimension}),
     )
+    stub.on("GET", MAPPINGS, os_docs.field_mappings({INDEX: knn_mapping(SPACE[Metric(metric)])}))
 
 
 SPACES = [
@@ -60,6 +73,7 @@ def test_first_write_maps_a_lucene_knn_vector_and_search_converts_its_scores(
     stub: StubServer, metric: Metric, space: str, os_score: float, score: float
 ) -> None:
     stub.on("GET", f"/{META}/_doc/store", os_docs.index_missing(META))
+    stub.on("GET", MAPPINGS, os_docs.field_mappings({}))
     stub.on("PUT", f"/{META}", os_docs.acknowledged(META))
     stub.on("PUT", f"/{META}/_create/store", os_docs.created(META, "store"))
     stub.on("PUT", f"/{INDEX}", os_docs.acknowledged(INDEX))
@@ -176,3 +190,44 @@ def test_timeout_and_connection_refused(stub: StubServer) -> None:
     with pytest.raises(StoreUnavailable, match="cannot reach"):
         dead.count(T)
     assert "cannot reach" in dead.health().detail
+
+
+@pytest.mark.parametrize(
+    ("metric", "mapping", "held"),
+    [
+        (Metric.COSINE, knn_mapping("l2"), "l2"),
+        (Metric.COSINE, knn_mapping("innerproduct", in_method=False), "innerproduct"),
+        (Metric.COSINE, knn_mapping(None), "l2"),  # unset: the documented default
+        (Metric.L2, knn_mapping("cosinesimil"), "cosinesimil"),
+    ],
+)
+def test_a_tenant_index_of_another_space_is_refused_whatever_the_record_says(
+    stub: StubServer, metric: Metric, mapping: dict[str, Any], held: str
+) -> None:
+    """Issue 15: the record agrees with RETRIEVAL_METRIC, the tenant index's space_type does
+    not: refused before any search, naming the space and both metrics."""
+    known(stub, metric=metric.value)
+    stub.on("GET", MAPPINGS, os_docs.field_mappings({INDEX: mapping}))
+    with pytest.raises(IncompatibleStore) as info:
+        open_store(stub, metric).search(T, [1.0, 0.0, 0.0], 1)
+    message = str(info.value)
+    assert f"index '{INDEX}'" in message and f"space_type '{held}'" in message
+    assert f"RETRIEVAL_METRIC is '{metric.value}', which needs space_type '{SPACE[metric]}'" in (
+        message
+    )
+    assert "index_prefix in RETRIEVAL_OPENSEARCH_URL" in message
+    assert stub.calls("POST", f"/{INDEX}/_search") == []
+
+
+def test_a_model_based_field_cannot_be_checked_and_is_let_through(
+    stub: StubServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    known(stub)
+    stub.on(
+        "GET",
+        MAPPINGS,
+        os_docs.field_mappings({INDEX: {"type": "knn_vector", "model_id": "my-model"}}),
+    )
+    stub.on("POST", f"/{INDEX}/_search", os_docs.search_hits(INDEX, []))
+    assert open_store(stub).search(T, [1.0, 0.0, 0.0], 1).hits == ()
+    assert "does not report its space_type" in caplog.text

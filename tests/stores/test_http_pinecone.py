@@ -252,8 +252,13 @@ def test_the_default_namespace_alias_is_not_a_tenant(stub: StubServer, open_stor
 # -- failures -----------------------------------------------------------------------------
 def test_an_index_of_another_metric_or_kind_is_refused(stub: StubServer, open_store: Any) -> None:
     stub.on("POST", "/describe_index_stats", pc.stats(metric="euclidean"))
-    with pytest.raises(IncompatibleStore, match="needs an index with metric cosine or dotproduct"):
+    with pytest.raises(IncompatibleStore) as info:
         open_store().count(T)
+    message = str(info.value)
+    assert "uses metric 'euclidean' (metric 'l2') but RETRIEVAL_METRIC is 'cosine'" in message
+    assert "which needs metric 'cosine' or 'dotproduct'; set RETRIEVAL_METRIC=l2" in message
+    assert "point RETRIEVAL_PINECONE_URL at an index of such a metric" in message
+    assert KEY not in message
     stub.on(
         "POST",
         "/describe_index_stats",

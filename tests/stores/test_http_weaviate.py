@@ -422,6 +422,39 @@ def test_collections_of_another_metric_or_origin_are_refused(
         open_store().count(T)
 
 
+@pytest.mark.parametrize(
+    ("distance", "fix"),
+    [
+        ("l2-squared", "set RETRIEVAL_METRIC=l2, or pick another collection="),
+        ("cosine", "(no metric shadowswap ranks by)"),  # renormalises: none of ours
+    ],
+)
+def test_a_collection_of_another_distance_is_refused_whatever_the_record_says(
+    rest: StubServer,
+    rpc: WeaviateGrpcStub,
+    open_store: Callable[..., WeaviateStore],
+    distance: str,
+    fix: str,
+) -> None:
+    """Issue 15: the record says cosine, the vector index ranks by another distance: refused
+    before any search or write, naming the distance and both metrics."""
+    rest.on("GET", SCHEMA, wv.schema_class(wv.record(3, "cosine"), distance))
+    rest.on("HEAD", TENANT, Reply(200))
+    store = open_store()
+    for call in (
+        lambda: store.search(T, [1.0, 0.0, 0.0], 1),
+        lambda: store.upsert(T, [Document(T, "a", [1.0, 0.0, 0.0])]),
+    ):
+        with pytest.raises(IncompatibleStore) as info:
+            call()
+        message = str(info.value)
+        assert f"uses distance '{distance}'" in message and fix in message
+        assert "RETRIEVAL_METRIC is 'cosine', which needs distance 'dot'" in message
+    assert rpc.requests == []
+    health = store.health()
+    assert not health.reachable and health.metric is None and distance in health.detail
+
+
 def test_every_data_request_names_the_tenant(
     rest: StubServer, rpc: WeaviateGrpcStub, open_store: Callable[..., WeaviateStore]
 ) -> None:

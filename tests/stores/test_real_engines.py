@@ -234,6 +234,35 @@ def test_reopening_with_another_metric_is_refused(opener: Opener, kind: str) -> 
     assert opener(kind, Metric.COSINE).count("t1") == 5  # the refusal released the store
 
 
+def _forget_the_metric(kind: str, store: BaseStore) -> None:
+    """Delete the metric row of a closed store's record, as a store made before its adapter
+    recorded the metric would hold it."""
+    if kind == "lancedb":
+        import lancedb
+
+        lancedb.connect(store.location).open_table("shadowswap_meta").delete("key = 'metric'")
+    else:
+        with psycopg.connect(store.location, autocommit=True) as conn:
+            conn.execute("DELETE FROM shadowswap_meta WHERE key = 'metric'")
+
+
+@pytest.mark.parametrize("kind", ["lancedb", "pgvector"])
+def test_a_store_without_a_metric_record_is_taken_as_configured_and_recorded(
+    opener: Opener, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """These engines hold no metric of their own (the distance is chosen per query): a store
+    with data but no metric record is accepted under RETRIEVAL_METRIC, with a warning, and
+    that metric is recorded, so the next opener with another one is refused."""
+    store = opener(kind, Metric.L2)
+    store.upsert("t1", clustered_corpus("t1", 5, 4, queries=0).documents)
+    store.close()
+    _forget_the_metric(kind, store)
+    assert opener(kind, Metric.L2).count("t1") == 5
+    assert "no record of its metric" in caplog.text and "RETRIEVAL_METRIC=l2" in caplog.text
+    with pytest.raises(IncompatibleStore, match=r"created with metric 'l2', not 'cosine'"):
+        opener(kind, Metric.COSINE).count("t1")
+
+
 @pytest.mark.parametrize("kind", ["lancedb", "pgvector"])
 def test_a_second_handle_sees_writes_at_once(opener: Opener, kind: str) -> None:
     """LanceDB checks for new versions on every read; PostgreSQL commits each call."""

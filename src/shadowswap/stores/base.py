@@ -17,12 +17,16 @@ What every store promises (checked by ``tests/stores/test_contract.py``):
   looks ids up the way upsert does to stay idempotent.
 * a store's dimension is fixed by its first write; vectors of another length are refused.
 * a store's metric is fixed when it is created; opening it with another metric is refused.
+  The adapter's own record of the metric is checked, and so is the distance the engine itself
+  ranks by, where it keeps one (a Chroma collection's space, a Milvus index's metric type, an
+  Elasticsearch mapping's similarity...): `check_engine_metric`.
 * vendor errors are mapped to `shadowswap.errors.StoreError` subclasses at the adapter's edge.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -58,6 +62,8 @@ from shadowswap.values import (
 from shadowswap.values import check_k as check_k  # noqa: PLC0414 - explicit re-export
 
 DEFAULT_SCAN_BATCH = 500
+
+log = logging.getLogger("shadowswap.stores")
 
 
 @dataclass(frozen=True)
@@ -456,6 +462,64 @@ def check_store_record(
             f"{store} was created with metric {held_metric!r}, not {metric.value!r}; set "
             f"RETRIEVAL_METRIC={held_metric} or {elsewhere}",
         )
+
+
+def check_engine_metric(
+    kind: str,
+    held: str | None,
+    *,
+    metric: Metric,
+    accepted: Mapping[Metric, Sequence[str]],
+    what: str,
+    setting: str,
+    elsewhere: str,
+    tenant: str | None = None,
+) -> None:
+    """Refuse ``what`` (a collection, index or table, as the message names it) when the engine
+    ranks it by ``held``, its ``setting`` (Chroma's ``space``, Milvus's ``metric_type``...),
+    and ``metric`` cannot run on that: `IncompatibleStore` naming both and the fix (set
+    RETRIEVAL_METRIC to what fits ``held``, or ``elsewhere``: where else the data could go).
+    ``accepted`` lists the engine's names each metric runs on (compared ignoring case). A
+    ``held`` of None (the engine did not say) is let through with a warning."""
+    if held is None:
+        log.warning(
+            "%s: %s does not report its %s; it cannot be checked against RETRIEVAL_METRIC=%s",
+            kind,
+            what,
+            setting,
+            metric.value,
+        )
+        return
+    if held.lower() in {a.lower() for a in accepted[metric]}:
+        return
+    fits = [m.value for m in Metric if held.lower() in {a.lower() for a in accepted[m]}]
+    if not fits:
+        ranks = " (no metric shadowswap ranks by)"
+    elif fits == [held]:
+        ranks = ""  # the engine's name is the metric's
+    else:
+        ranks = " (metric " + " or ".join(repr(f) for f in fits) + ")"
+    wanted = " or ".join(repr(a) for a in accepted[metric])
+    fix = " or ".join(f"RETRIEVAL_METRIC={f}" for f in fits)
+    raise IncompatibleStore(
+        kind,
+        "open",
+        f"{what} uses {setting} {held!r}{ranks} but RETRIEVAL_METRIC is {metric.value!r}, "
+        f"which needs {setting} {wanted}; " + (f"set {fix}, or {elsewhere}" if fits else elsewhere),
+        tenant,
+    )
+
+
+def note_unrecorded_metric(kind: str, where: str, metric: Metric) -> None:
+    """Say that a store holding data without a record of its metric (made before its adapter
+    recorded it, or whose record was lost) is taken to have ``metric``, recorded now."""
+    log.warning(
+        "%s: %s holds data but no record of its metric (made by an older shadowswap, or the "
+        "record was lost); taking RETRIEVAL_METRIC=%s and recording it",
+        kind,
+        where,
+        metric.value,
+    )
 
 
 def matches(metadata: Mapping[str, MetaValue], flt: Mapping[str, MetaValue]) -> bool:

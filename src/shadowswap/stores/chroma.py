@@ -8,7 +8,11 @@ Semantics
     metric      collections use Chroma's ``ip`` space for cosine (on our unit vectors) and dot,
                 ``l2`` for l2. Chroma's own ``cosine`` space is not used: it normalises stored
                 vectors itself and returns them changed in the last bit, which would change
-                content hashes. Distances are converted: ip -> 1 - d, l2 -> -d.
+                content hashes. Distances are converted: ip -> 1 - d, l2 -> -d. A tenant's
+                collection is opened only if its space (the collection's HNSW configuration,
+                or its older ``hnsw:space`` metadata) fits ``RETRIEVAL_METRIC``, whatever the
+                store record says; a store with collections but no record (its record lost)
+                gets one only when every collection's space fits.
     search      HNSW with ``ef_search`` 200 (approximate by design; on the contract suite's
                 data it returns the exact top 10). Filters become a ``where`` clause with
                 ``$eq``; Chroma compares numbers numerically and booleans only with booleans,
@@ -43,7 +47,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import check_store_record
+from shadowswap.stores.base import check_engine_metric, check_store_record, note_unrecorded_metric
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
@@ -52,6 +56,8 @@ META_COLLECTION = "shadowswap_meta"
 HASH_KEY = "_ss_hash"
 TEXT_KEY = "_ss_has_text"
 _PREFIX, _SUFFIX = "ss_", "_t"
+#: the space a collection must have for each metric
+SPACES = {Metric.COSINE: ("ip",), Metric.DOT: ("ip",), Metric.L2: ("l2",)}
 
 
 def collection_name(tenant: str) -> str:
@@ -106,11 +112,22 @@ class ChromaStore(SortedIdScan):
             return self._client_obj
 
     def _open_meta(self, client: Any) -> Any:
-        meta = client.get_or_create_collection(
-            META_COLLECTION,
-            embedding_function=None,
-            metadata={"format": FORMAT, "metric": self._metric.value},
-        )
+        try:
+            meta = client.get_collection(META_COLLECTION, embedding_function=None)
+        except chromadb.errors.NotFoundError:
+            # a new store, or one whose record is lost: its collections must fit the metric
+            # before a record says they do
+            names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+            held = [n for n in names if tenant_of(n) is not None]
+            for name in held:
+                self._check_space(client.get_collection(name, embedding_function=None), None)
+            if held:
+                note_unrecorded_metric(self.kind, self._location, self._metric)
+            meta = client.get_or_create_collection(
+                META_COLLECTION,
+                embedding_function=None,
+                metadata={"format": FORMAT, "metric": self._metric.value},
+            )
         info = dict(meta.metadata or {})
         check_store_record(
             self.kind, info, format=FORMAT, metric=self._metric, record=META_COLLECTION,
@@ -141,8 +158,18 @@ class ChromaStore(SortedIdScan):
                     col = client.get_collection(name, embedding_function=None)
                 except chromadb.errors.NotFoundError:
                     return None
+            self._check_space(col, tenant)
             self._collections[tenant] = col
             return col
+
+    def _check_space(self, col: Any, tenant: str | None) -> None:
+        """Refuse a collection whose space is not the one our metric needs (it would rank by
+        another distance than the one reported and promised)."""
+        check_engine_metric(
+            self.kind, collection_space(col), metric=self._metric, accepted=SPACES,
+            what=f"collection {col.name!r} at {self._location}", setting="space",
+            elsewhere="point RETRIEVAL_CHROMA_URL at a new location", tenant=tenant,
+        )  # fmt: skip
 
     # -- BaseStore ----------------------------------------------------------------------
     def _stored_dimension(self) -> int | None:
@@ -301,6 +328,22 @@ class ChromaStore(SortedIdScan):
     def _chunks(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         for start in range(0, len(items), self._batch):
             yield items[start : start + self._batch]
+
+
+def collection_space(col: Any) -> str | None:
+    """The distance a collection ranks by: its HNSW (or SPANN, on distributed Chroma)
+    configuration's ``space``, else the ``hnsw:space`` metadata of collections made before
+    Chroma had configurations; None when neither can be read."""
+    # the raw JSON: the parsed ``configuration`` warns about "legacy" embedding functions
+    config = getattr(col, "configuration_json", None)
+    if isinstance(config, dict):
+        for index in ("hnsw", "spann"):
+            part = config.get(index)
+            if isinstance(part, dict) and part.get("space"):
+                return str(part["space"])
+    metadata = getattr(col, "metadata", None) or {}
+    space = metadata.get("hnsw:space")
+    return str(space) if space else None
 
 
 def _where(flt: Filter) -> dict[str, Any] | None:

@@ -16,7 +16,9 @@ Semantics (the shared ones are in `shadowswap.stores.searchengine`)
     metric      cosine -> ``dot_product`` on our unit vectors (Elasticsearch's ``cosine``
                 renormalises stored vectors; ``dot_product`` keeps them and checks they are unit
                 length), dot -> ``max_inner_product`` (``dot_product`` would refuse non-unit
-                vectors), l2 -> ``l2_norm``.
+                vectors), l2 -> ``l2_norm``. An existing tenant index must have that
+                ``similarity`` (for cosine, ``cosine`` too: it scores our unit vectors alike;
+                a mapping without one has the documented default, ``cosine``).
     scores      ``_score`` is ``(1 + x) / 2`` for dot_product, ``x + 1`` or ``1 / (1 - x)``
                 for max_inner_product, ``1 / (1 + d²)`` for l2_norm (the dense_vector
                 reference); converted back exactly by `shadowswap.stores.remote`.
@@ -30,7 +32,7 @@ Semantics (the shared ones are in `shadowswap.stores.searchengine`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import elastic_transport
@@ -49,6 +51,12 @@ from shadowswap.stores.remote import (
 from shadowswap.stores.searchengine import SearchEngineStore, api_error_reason
 
 SIMILARITY = {Metric.COSINE: "dot_product", Metric.DOT: "max_inner_product", Metric.L2: "l2_norm"}
+#: the similarities of an existing index each metric runs on (the first is the one we create)
+SIMILARITIES = {
+    Metric.COSINE: ("dot_product", "cosine"),
+    Metric.DOT: ("max_inner_product",),
+    Metric.L2: ("l2_norm",),
+}
 RETRY_ON_STATUS = (429, 502, 503, 504)
 
 
@@ -57,6 +65,8 @@ class ElasticStore(SearchEngineStore):
 
     kind = "elastic"
     max_dimension = 4096
+    distance_setting = "similarity"
+    distances = SIMILARITIES
 
     def _connect(self, endpoint: Endpoint, timeout_s: float) -> Any:
         options: dict[str, Any] = {
@@ -107,6 +117,10 @@ class ElasticStore(SearchEngineStore):
         if self._metric is Metric.DOT:
             return similarity_from_mip(score)
         return similarity_from_half_shift(score)
+
+    def _distance_of(self, mapping: Mapping[str, Any]) -> str | None:
+        similarity = mapping.get("similarity", "cosine")  # the dense_vector default
+        return str(similarity) if similarity is not None else None
 
     # -- the client's calls ----------------------------------------------------------------
     def _api_get(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -160,6 +174,13 @@ class ElasticStore(SearchEngineStore):
             return sorted(self._client().indices.get_alias(index=pattern).body)
         except elasticsearch.NotFoundError:
             return []
+
+    def _api_vector_mappings(self, pattern: str) -> dict[str, Any]:
+        try:
+            response = self._client().indices.get_field_mapping(index=pattern, fields="vector")
+            return dict(response.body)
+        except elasticsearch.NotFoundError:
+            return {}
 
     def _api_close(self, client: Any) -> None:
         client.close()

@@ -15,7 +15,9 @@ Semantics
     tenants     one ``IndexIDMap2`` per tenant: a search only ever sees its tenant's index.
     ids         an integer id per (tenant, doc_id), kept when a document is replaced.
     metric      ``IndexFlatIP`` for cosine (on unit vectors) and dot, ``IndexFlatL2`` for l2;
-                exact search, so results equal the reference store's.
+                exact search, so results equal the reference store's. The indexes are rebuilt
+                from the catalog with the recorded metric, so the record is the metric: a
+                catalog recorded with another metric is refused.
     filters     candidates from an inverted index of metadata values, passed to FAISS as an
                 ``IDSelectorBatch``: filtered search is exact too.
     delete      supported (flat indexes remove ids; HNSW would not, so it is not offered).
@@ -46,7 +48,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore, check_store_record
+from shadowswap.stores.base import BaseStore, check_store_record, note_unrecorded_metric
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
 
 # faiss ships stubs that disagree with its SWIG API (remove_ids, SearchParameters(sel=)).
@@ -163,7 +165,9 @@ class FaissStore(BaseStore):
 
     def _check_identity(self, db: sqlite3.Connection) -> None:
         rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if not rows:
+        if "metric" not in rows:  # a new catalog (or one whose metric was never recorded)
+            if db.execute("SELECT 1 FROM docs LIMIT 1").fetchone() is not None:
+                note_unrecorded_metric(self.kind, str(self._dir), self._metric)
             db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?), ('metric', ?)",
                 (FORMAT, self._metric.value),

@@ -15,6 +15,8 @@ Semantics
                 LanceDB's ``dot`` distance for cosine and dot, which it reports as
                 ``1 - inner product`` (score = 1 - distance), and ``l2``, the squared
                 Euclidean distance (score = -distance). Distances are computed in float32.
+                The distance is chosen per query and no ANN index is used, so the store's
+                record is its metric: a store recorded with another metric is refused.
     search      exact by design: a flat scan (``bypass_vector_index``), so results equal the
                 reference store's even if someone builds an ANN index on the table.
     filters     each document carries its metadata tokens (`shadowswap.stores.tokens`) in a
@@ -51,7 +53,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore, check_store_record
+from shadowswap.stores.base import BaseStore, check_store_record, note_unrecorded_metric
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
@@ -107,6 +109,9 @@ class LanceDBStore(BaseStore):
                     ]
                 )
                 meta = db.create_table(META_TABLE, schema=schema, exist_ok=True)
+                held = self._read_meta(meta)
+                if "dimension" in held and "metric" not in held:
+                    note_unrecorded_metric(self.kind, self._location, self._metric)
                 self._insert_absent(meta, {"format": FORMAT, "metric": self._metric.value})
                 info = self._read_meta(meta)
                 check_store_record(

@@ -37,7 +37,8 @@ Semantics
     batches     upserts are sent 500 rows (and at most about 16 MB) per request, under the
                 gRPC message limit (64 MB by default on servers).
     dimension   fixed by the collection's vector field (created with the first write); the
-                metric is recorded in the collection description and checked on open.
+                metric is recorded in the collection description and checked on open, and so
+                is the vector index's ``metric_type``, what Milvus actually ranks by.
     Lite files  one process at a time, and the adapter works around three Lite traps: the
                 engine keeps the file locked after ``MilvusClient.close()`` (the last store on
                 a file stops it); pymilvus shares one connection per URI and ``close()`` drops
@@ -71,6 +72,7 @@ from shadowswap.errors import (
 )
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
+from shadowswap.stores.base import check_engine_metric
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
@@ -93,6 +95,8 @@ MAX_VARCHAR = 65_535
 _ROWS_PER_REQUEST = 500
 _BYTES_PER_REQUEST = 16 * 1024 * 1024
 _GET_CHUNK = 500
+#: the vector index's metric type each metric needs
+METRIC_TYPES = {Metric.COSINE: ("IP",), Metric.DOT: ("IP",), Metric.L2: ("L2",)}
 
 
 def description(metric: Metric) -> str:
@@ -176,6 +180,17 @@ class MilvusStore(SortedIdScan):
         if not client.has_collection(self._collection):
             self._exists = False
             return
+        # the index's metric type is what Milvus ranks by: checked before the record
+        indexes = client.list_indexes(self._collection, field_name="vector")
+        if indexes:
+            held = client.describe_index(self._collection, indexes[0]).get("metric_type")
+            check_engine_metric(
+                self.kind, None if held is None else str(held), metric=self._metric,
+                accepted=METRIC_TYPES,
+                what=f"collection {self._collection!r} at {self._shown()}",
+                setting="index metric_type",
+                elsewhere="point RETRIEVAL_MILVUS_URL at another file or ?collection=",
+            )  # fmt: skip
         info = client.describe_collection(self._collection)
         identity = parse_description(str(info.get("description", "")))
         if identity.get("format") != FORMAT:
@@ -234,9 +249,7 @@ class MilvusStore(SortedIdScan):
             schema.add_field("hash", data_type.VARCHAR, max_length=64)
             schema.add_field("ftok", data_type.JSON)
             index = client.prepare_index_params()
-            index.add_index(
-                "vector", index_type="FLAT", metric_type="L2" if self._metric is Metric.L2 else "IP"
-            )
+            index.add_index("vector", index_type="FLAT", metric_type=METRIC_TYPES[self._metric][0])
             if not client.has_collection(self._collection):
                 client.create_collection(
                     self._collection,
@@ -323,7 +336,7 @@ class MilvusStore(SortedIdScan):
             filter=self._expr(tenant, filter),
             limit=k,
             output_fields=["tenant", "doc_id", "meta"],
-            search_params={"metric_type": "L2" if self._metric is Metric.L2 else "IP"},
+            search_params={"metric_type": METRIC_TYPES[self._metric][0]},
         )
         convention = "sq_l2" if self._metric is Metric.L2 else "ip"
         hits = []

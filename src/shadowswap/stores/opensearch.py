@@ -15,7 +15,8 @@ Semantics (the shared ones are in `shadowswap.stores.searchengine`)
                 ``ef_search`` to the query's ``k``, which we raise to at least 100. At most
                 16,000 dimensions. Needs OpenSearch 2.13 or later (``innerproduct`` on Lucene).
     metric      cosine -> ``cosinesimil``, dot -> ``innerproduct``, l2 -> ``l2`` (the
-                ``space_type``).
+                ``space_type``). An existing tenant index must have that ``space_type`` (in its
+                ``method`` or on the field; absent, the documented default is ``l2``).
     scores      per the k-NN "Spaces" reference: ``cosinesimil`` scores ``(2 - d) / 2`` with
                 ``d = 1 - cos``, i.e. ``(1 + cos) / 2``; ``l2`` scores ``1 / (1 + d)`` with
                 ``d`` the *squared* distance; ``innerproduct`` on Lucene scores ``x + 1`` for
@@ -28,7 +29,7 @@ Semantics (the shared ones are in `shadowswap.stores.searchengine`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import opensearchpy
@@ -46,6 +47,8 @@ from shadowswap.stores.remote import (
 from shadowswap.stores.searchengine import SearchEngineStore, api_error_reason
 
 SPACE = {Metric.COSINE: "cosinesimil", Metric.DOT: "innerproduct", Metric.L2: "l2"}
+#: the space types of an existing index each metric runs on
+SPACES = {metric: (space,) for metric, space in SPACE.items()}
 RETRY_ON_STATUS = (429, 502, 503, 504)
 
 
@@ -54,6 +57,8 @@ class OpenSearchStore(SearchEngineStore):
 
     kind = "opensearch"
     max_dimension = 16_000
+    distance_setting = "space_type"
+    distances = SPACES
 
     def _connect(self, endpoint: Endpoint, timeout_s: float) -> Any:
         options: dict[str, Any] = {
@@ -99,6 +104,16 @@ class OpenSearchStore(SearchEngineStore):
         if self._metric is Metric.DOT:
             return similarity_from_mip(score)
         return similarity_from_half_shift(score)
+
+    def _distance_of(self, mapping: Mapping[str, Any]) -> str | None:
+        method = mapping.get("method")
+        if isinstance(method, Mapping) and method.get("space_type"):
+            return str(method["space_type"])
+        if mapping.get("space_type"):
+            return str(mapping["space_type"])
+        if mapping.get("model_id"):
+            return None  # the space is the trained model's: not in the mapping
+        return "l2"  # the documented default
 
     # -- the client's calls ----------------------------------------------------------------
     def _api_get(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -150,6 +165,12 @@ class OpenSearchStore(SearchEngineStore):
             return sorted(self._client().indices.get_alias(index=pattern))
         except opensearchpy.NotFoundError:
             return []
+
+    def _api_vector_mappings(self, pattern: str) -> dict[str, Any]:
+        try:
+            return dict(self._client().indices.get_field_mapping(fields="vector", index=pattern))
+        except opensearchpy.NotFoundError:
+            return {}
 
     def _api_close(self, client: Any) -> None:
         client.close()

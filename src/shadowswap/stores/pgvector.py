@@ -16,7 +16,10 @@ Semantics
                 in UTF-8 byte order, which is code point order (the database must use UTF8).
     metric      ``<#>`` (negative inner product) for cosine, on our unit vectors, and for dot:
                 score = -distance; ``<->`` (Euclidean) for l2: score = -distance². pgvector
-                stores float32 and computes distances in float32.
+                stores float32 and computes distances in float32. The operator is chosen per
+                query and no index is used for ranking (see search), whatever its operator
+                class, so the store's record is its metric: a store recorded with another
+                metric is refused.
     search      exact by design: ``ORDER BY distance, doc_id`` is a sequential scan of the
                 tenant's rows with a top-k sort, never an ANN index, so a filter can never make
                 a search return fewer than k matches (the trap of HNSW post-filtering).
@@ -59,7 +62,7 @@ from shadowswap.errors import (
 )
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import BaseStore, check_store_record
+from shadowswap.stores.base import BaseStore, check_store_record, note_unrecorded_metric
 from shadowswap.stores.tokens import tokens
 from shadowswap.values import Document, Filter, Hit, Vector
 
@@ -179,6 +182,9 @@ class PgvectorStore(BaseStore):
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)"
             )
+            held = dict(conn.execute(f"SELECT key, value FROM {META}").fetchall())
+            if "dimension" in held and "metric" not in held:
+                note_unrecorded_metric(self.kind, "this database", self._metric)
             conn.execute(
                 f"INSERT INTO {META} (key, value) VALUES ('format', %s), ('metric', %s) "
                 "ON CONFLICT (key) DO NOTHING",

@@ -74,7 +74,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import matches
+from shadowswap.stores.base import check_engine_metric, matches
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     chunks,
@@ -173,15 +173,13 @@ class PineconeStore(SortedIdScan):
                 f"{stats.vector_type!r}); create a dense index with a dimension and a metric",
             )
         metric = stats.metric
-        if metric is not None and metric.lower() not in INDEX_METRICS[self._metric]:
-            wanted = " or ".join(INDEX_METRICS[self._metric])
-            raise IncompatibleStore(
-                self.kind,
-                "open",
-                f"the index ranks by {metric!r}; RETRIEVAL_METRIC={self._metric.value} needs "
-                f"an index with metric {wanted}",
-            )
-        if metric is None and self._index_metric is None:
+        if metric is not None:
+            check_engine_metric(
+                self.kind, str(metric), metric=self._metric, accepted=INDEX_METRICS,
+                what=f"the index at {self._endpoint.shown}", setting="metric",
+                elsewhere=f"point {self._endpoint.variable} at an index of such a metric",
+            )  # fmt: skip
+        elif self._index_metric is None:
             log.warning("pinecone did not report the index metric; it cannot be checked")
         self._index_metric = (metric or INDEX_METRICS[self._metric][0]).lower()
         self._dim = int(stats.dimension)

@@ -19,7 +19,8 @@ Semantics
     metric      Qdrant's ``Dot`` distance for cosine (on our unit vectors: Qdrant's ``Cosine``
                 would normalise again and change the stored bytes) and dot: score = the dot
                 product; ``Euclid`` for l2, whose score Qdrant reports as the distance:
-                score = -distance².
+                score = -distance². On open the collection's (or shard's) distance is checked
+                against ``RETRIEVAL_METRIC`` before the store record is.
     search      ``exact=True``: a full scan of the tenant's points, so results are exact and a
                 filter never makes a search return fewer than k matches.
     filters     payload ``_ss_f`` holds the metadata tokens (`shadowswap.stores.tokens`); a
@@ -59,7 +60,7 @@ from shadowswap.errors import (
 )
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
-from shadowswap.stores.base import check_store_record
+from shadowswap.stores.base import check_engine_metric, check_store_record
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.qdrant_engines import (
     ID_FIELD,
@@ -77,6 +78,8 @@ FORMAT = "1"
 HASH_FIELD = "_ss_hash"
 TEXT_FIELD = "_ss_text"
 _CHUNK = 1000
+#: the distance of the collection (or shard) each metric needs
+DISTANCES = {Metric.COSINE: ("Dot",), Metric.DOT: ("Dot",), Metric.L2: ("Euclid",)}
 
 
 def open_engine(location: str, identity: dict[str, str], timeout_s: float) -> Engine:
@@ -129,6 +132,12 @@ class QdrantStore(SortedIdScan):
     def _check_identity(self, identity: dict[str, str] | None) -> None:
         if identity is None:
             return
+        if "distance" in identity:  # what the engine ranks by: checked before the record
+            check_engine_metric(
+                self.kind, identity["distance"], metric=self._metric, accepted=DISTANCES,
+                what=f"the store at {self._shown()}", setting="distance",
+                elsewhere="point RETRIEVAL_QDRANT_URL elsewhere",
+            )  # fmt: skip
         check_store_record(
             self.kind, identity, format=FORMAT, metric=self._metric, record=self._shown(),
             store=self._shown(), elsewhere="use another location",

@@ -43,7 +43,8 @@ class Engine(Protocol):
     description: str
 
     def identity(self) -> dict[str, str] | None:
-        """The store's recorded format, metric and dimension; None before the first write."""
+        """The store's recorded format, metric and dimension, and the ``distance`` the engine
+        ranks by (Qdrant's name: ``Dot``, ``Euclid``...); None before the first write."""
 
     def create(self, dimension: int, dot: bool, identity: dict[str, str]) -> None:
         """Create the collection (or shard); ``dot`` picks Dot, else Euclid distance."""
@@ -103,9 +104,12 @@ class ClientEngine:
         meta = dict(info.config.metadata or {})
         params = info.config.params.vectors
         size = getattr(params, "size", None)
+        distance = getattr(params, "distance", None)
         out = {k: str(v) for k, v in meta.items() if k in ("format", "metric")}
         if size is not None:
             out["dimension"] = str(size)
+        if distance is not None:
+            out["distance"] = str(getattr(distance, "value", distance))
         return out
 
     def create(self, dimension: int, dot: bool, identity: dict[str, str]) -> None:
@@ -204,7 +208,8 @@ class EdgeEngine:
     """qdrant-edge: the Qdrant engine in this process, on a directory.
 
     Layout: ``shadowswap.json`` (format, metric, dimension) and ``shard/`` (Qdrant's own
-    segments and write-ahead log).
+    segments and write-ahead log; ``shard/edge_config.json`` holds the distance the shard ranks
+    by). ``shadowswap.json`` is written for a new directory, never over a shard without it.
     """
 
     def __init__(self, path: str, identity: dict[str, str]) -> None:
@@ -216,12 +221,13 @@ class EdgeEngine:
         self._lock = threading.RLock()
         self._identity_file = self.root / "shadowswap.json"
         self.root.mkdir(parents=True, exist_ok=True)
-        if not self._identity_file.exists():
-            self._save_identity(identity)
         shard_dir = self.root / "shard"
+        self._shard_config = shard_dir / "edge_config.json"
+        if not self._identity_file.exists() and not self._shard_config.exists():
+            self._save_identity(identity)
         self.shard: Any = None
         self._updates = 0
-        if (shard_dir / "edge_config.json").exists():
+        if self._shard_config.exists():
             self.shard = qdrant_edge.EdgeShard.load(str(shard_dir))
 
     def _save_identity(self, identity: dict[str, str]) -> None:
@@ -230,8 +236,16 @@ class EdgeEngine:
         tmp.replace(self._identity_file)
 
     def identity(self) -> dict[str, str] | None:
-        data = json.loads(self._identity_file.read_text(encoding="utf-8"))
-        return {str(k): str(v) for k, v in data.items()}
+        out: dict[str, str] = {}
+        if self._identity_file.exists():
+            data = json.loads(self._identity_file.read_text(encoding="utf-8"))
+            out = {str(k): str(v) for k, v in data.items()}
+        if self._shard_config.exists():
+            config = json.loads(self._shard_config.read_text(encoding="utf-8"))
+            distance = ((config.get("vectors") or {}).get("") or {}).get("distance")
+            if distance is not None:
+                out["distance"] = str(distance)
+        return out
 
     def create(self, dimension: int, dot: bool, identity: dict[str, str]) -> None:
         qe = self.qe

@@ -17,6 +17,11 @@ Semantics (both engines)
     store info  ``<prefix>-meta``, document ``store``: format, metric and dimension, created
                 with ``op_type=create`` at the first write (a concurrent first write of
                 another dimension is detected by the 409 and refused).
+    metric      besides the record, the first call that needs the store's dimension reads the
+                vector field mapping of every tenant index (``GET <prefix>-t-*/_mapping/field/
+                vector``, one request) and refuses the store when an index ranks by a
+                similarity ``RETRIEVAL_METRIC`` cannot run on (an index left from a store
+                whose record was lost, or made by hand).
     fields      ``doc_id`` (keyword; sort key of ``scan``), ``hash`` (content hash),
                 ``tokens`` (keyword array: the filter tokens of `shadowswap.stores.tokens`),
                 ``vector`` (the engine's kNN field) and ``payload``, an object with
@@ -58,7 +63,7 @@ from shadowswap.errors import (
     StoreError,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import BaseStore, check_store_record, matches
+from shadowswap.stores.base import BaseStore, check_engine_metric, check_store_record, matches
 from shadowswap.stores.remote import (
     FORMAT,
     Endpoint,
@@ -137,6 +142,10 @@ class SearchEngineStore(BaseStore, abc.ABC):
     kind = "searchengine"
     #: the largest dimension the engine's vector field accepts
     max_dimension = 4096
+    #: the mapping parameter naming the vector field's distance, and the values of it each
+    #: metric runs on
+    distance_setting = "similarity"
+    distances: Mapping[Metric, tuple[str, ...]] = {}
 
     def __init__(
         self, location: str, metric: Metric = Metric.COSINE, *, timeout_s: float = 10.0
@@ -157,6 +166,7 @@ class SearchEngineStore(BaseStore, abc.ABC):
         self._client_obj: Any = None
         self._dim: int | None = None
         self._indexes: set[str] = set()
+        self._distances_checked = False
 
     # -- the engine-specific part ---------------------------------------------------------
     @abc.abstractmethod
@@ -178,6 +188,10 @@ class SearchEngineStore(BaseStore, abc.ABC):
     @abc.abstractmethod
     def _similarity(self, score: float) -> float:
         """Our similarity from the engine's ``_score`` (see `shadowswap.stores.remote`)."""
+
+    @abc.abstractmethod
+    def _distance_of(self, mapping: Mapping[str, Any]) -> str | None:
+        """The distance a vector field ``mapping`` ranks by (None when it cannot be told)."""
 
     # the vendor calls: each answers None (or an empty value) where the index is missing
     @abc.abstractmethod
@@ -206,6 +220,11 @@ class SearchEngineStore(BaseStore, abc.ABC):
 
     @abc.abstractmethod
     def _api_indices(self, pattern: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _api_vector_mappings(self, pattern: str) -> dict[str, Any]:
+        """``GET <pattern>/_mapping/field/vector``: index name -> ``{"mappings": ...}``; {}
+        when no index matches."""
 
     @abc.abstractmethod
     def _api_close(self, client: Any) -> None: ...
@@ -241,10 +260,36 @@ class SearchEngineStore(BaseStore, abc.ABC):
             store=f"indexes {self._prefix}-*", elsewhere="another index_prefix",
         )  # fmt: skip
 
+    def _check_distances(self) -> None:
+        """Refuse the store when one of its tenant indexes ranks by a distance our metric
+        cannot run on, whatever the record says (once per handle)."""
+        if self._distances_checked:
+            return
+        answer = self._api_vector_mappings(f"{self._prefix}-t-*")
+        for index in sorted(answer):
+            tenant = self.tenant_of(index)
+            body = answer[index]
+            mappings = body.get("mappings") if isinstance(body, Mapping) else None
+            field = mappings.get("vector") if isinstance(mappings, Mapping) else None
+            mapping = (
+                (field.get("mapping") or {}).get("vector") if isinstance(field, Mapping) else None
+            )
+            if tenant is None or not isinstance(mapping, Mapping):
+                continue  # not a tenant index, or one without our vector field
+            check_engine_metric(
+                self.kind, self._distance_of(mapping), metric=self._metric,
+                accepted=self.distances, what=f"index {index!r} at {self._endpoint.shown}",
+                setting=self.distance_setting,
+                elsewhere=f"pick another index_prefix in {self._endpoint.variable}",
+                tenant=tenant,
+            )  # fmt: skip
+        self._distances_checked = True
+
     def _stored_dimension(self) -> int | None:
         if self._dim is None:
             with self._lock:
                 info = self._read_meta()
+                self._check_distances()
                 dim = None if info is None else info.get("dimension")
                 if isinstance(dim, int) and not isinstance(dim, bool):
                     self._dim = dim

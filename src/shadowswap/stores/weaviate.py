@@ -27,7 +27,9 @@ Semantics
                 "dimension"}``, written when the collection is created at the first write.
     metric      cosine and dot -> Weaviate's ``dot`` distance (``-x``; on our unit vectors that
                 is minus the cosine: Weaviate's ``cosine`` distance would renormalise stored
-                vectors), l2 -> ``l2-squared``. Score = ``-distance``, exactly.
+                vectors), l2 -> ``l2-squared``. Score = ``-distance``, exactly. An existing
+                collection's vector index ``distance`` is checked against ``RETRIEVAL_METRIC``
+                before its store record is.
     vectors     sent and returned as float32 bytes over gRPC, so they round-trip bit for bit.
     fields      ``doc_id``, ``ss_hash``, ``ss_meta`` (canonical JSON), ``ss_text``,
                 ``ss_has_text`` (Weaviate does not keep ``""`` apart from absent), none indexed;
@@ -80,7 +82,7 @@ from shadowswap.errors import (
     StoreUnavailable,
 )
 from shadowswap.similarity import Metric
-from shadowswap.stores.base import check_store_record, matches
+from shadowswap.stores.base import check_engine_metric, check_store_record, matches
 from shadowswap.stores.paging import SortedIdScan
 from shadowswap.stores.remote import (
     FORMAT,
@@ -119,6 +121,21 @@ _DISTANCE = {
     Metric.DOT: VectorDistances.DOT,
     Metric.L2: VectorDistances.L2_SQUARED,
 }
+#: the vector index distance of an existing collection each metric runs on
+DISTANCES = {metric: (str(distance.value),) for metric, distance in _DISTANCE.items()}
+
+
+def vector_distance(config: Any) -> str | None:
+    """The distance a collection's vector index ranks by: that of our named vector (else of
+    its only named vector, else of its legacy unnamed one); None when it has none."""
+    named = getattr(config, "vector_config", None) or {}
+    if named:
+        vector = named.get(VECTOR) or (next(iter(named.values())) if len(named) == 1 else None)
+        index = getattr(vector, "vector_index_config", None)
+    else:
+        index = getattr(config, "vector_index_config", None)
+    distance = getattr(index, "distance_metric", None)
+    return None if distance is None else str(getattr(distance, "value", distance))
 
 
 def object_id(tenant: str, doc_id: str) -> uuid.UUID:
@@ -238,9 +255,20 @@ class WeaviateStore(SortedIdScan):
             with self._lock:
                 client = self._client()
                 if client.collections.exists(self._collection_name):
-                    info = self._read_info(self._collection().config.get().description)
+                    info = self._read_config(self._collection().config.get())
                     self._dim = info["dimension"]
         return self._dim
+
+    def _read_config(self, config: Any) -> dict[str, Any]:
+        """The store record of an existing collection, once its distance (what Weaviate ranks
+        by) and its record are found to fit our metric."""
+        check_engine_metric(
+            self.kind, vector_distance(config), metric=self._metric, accepted=DISTANCES,
+            what=f"collection {self._collection_name} at {self._endpoint.shown}",
+            setting="distance",
+            elsewhere=f"pick another collection= in {self._endpoint.variable}",
+        )  # fmt: skip
+        return self._read_info(config.description)
 
     def _read_info(self, description: object) -> dict[str, Any]:
         text = description if isinstance(description, str) else ""
@@ -285,7 +313,7 @@ class WeaviateStore(SortedIdScan):
             except wex.UnexpectedStatusCodeError as exc:
                 if exc.status_code != 422 or "already exists" not in str(exc):
                     raise
-                held = self._read_info(self._collection().config.get().description)["dimension"]
+                held = self._read_config(self._collection().config.get())["dimension"]
                 if held != dimension:
                     return int(held)
             self._dim = dimension

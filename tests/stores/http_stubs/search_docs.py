@@ -13,6 +13,12 @@ Sources (the shapes below follow their examples):
            (404 with ``found: false`` for a missing document; 404 with an error body for a
            missing index)
   search   https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-search
+  field mapping
+           https://www.elastic.co/docs/api/doc/elasticsearch/operation/operation-indices-get-field-mapping
+           https://docs.opensearch.org/latest/api-reference/index-apis/get-field-mapping/
+           (``GET <indices>/_mapping/field/<field>``: per index, ``mappings`` -> field ->
+           ``full_name`` and ``mapping``; an index without the field answers ``mappings: {}``,
+           a wildcard matching no index answers ``{}``)
   errors   the common error body: ``{"error": {"root_cause": [...], "type", "reason"},
            "status"}``
   headers  every 2xx Elasticsearch answer carries ``X-Elastic-Product: Elasticsearch``,
@@ -189,3 +195,16 @@ def count(n: int) -> Reply:
     return Reply(
         200, {"count": n, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
     )
+
+
+def field_mappings(vectors: Mapping[str, Mapping[str, Any] | None]) -> Reply:
+    """The get-field-mapping answer for the ``vector`` field: index -> the field's mapping as
+    the index was created (None: an index without a ``vector`` field)."""
+    body: dict[str, Any] = {}
+    for index, mapping in vectors.items():
+        if mapping is None:
+            body[index] = {"mappings": {}}
+        else:
+            field = {"full_name": "vector", "mapping": {"vector": dict(mapping)}}
+            body[index] = {"mappings": {"vector": field}}
+    return Reply(200, body)
