@@ -109,7 +109,7 @@ def gate_cmd(
                 prometheus, window=window, env=env or settings.metric_env, backend=backend, at=now
             )
         )
-    parts.append(evidence_from_state(state_dir or Path(settings.state_dir)))
+    parts.append(evidence_from_state(state_dir or Path(settings.state_dir), settings=settings))
     reference = None
     if baseline is not None:
         reference = evidence_from_observations(baseline, tenants=tenant or None)

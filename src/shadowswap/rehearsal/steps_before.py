@@ -353,7 +353,7 @@ def gate_step(ctx: Context) -> Outcome:
     evidence = combine(
         evidence_from_observations(ctx.ws.observations_dir),
         window,
-        evidence_from_state(ctx.ws.state_dir, clock=ctx.clock),
+        evidence_from_state(ctx.ws.state_dir, clock=ctx.clock, settings=ctx.settings),
     )
     criteria = default_criteria()
     result = evaluate(evidence, criteria)
