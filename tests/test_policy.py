@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowswap.policy import (
+    WRITE_PLAN_VARIABLES,
     Plan,
     WritePlan,
     cutover_bucket,
@@ -21,6 +22,8 @@ from shadowswap.policy import (
     read_role,
     shadow_role,
     write_plan,
+    write_plan_fingerprint,
+    write_plan_variables,
 )
 from shadowswap.settings.config import Settings, load_settings
 
@@ -295,3 +298,41 @@ def test_raising_the_percentage_never_moves_a_tenant_back(
         assert in_percent(tenant, high)
     assert 0.0 <= cutover_bucket(tenant) <= 100.0
     assert in_percent(tenant, 100.0)
+
+
+# -- the write plan's fingerprint (issue 15) ---------------------------------------------------
+def test_the_write_plan_fingerprint_is_stable_and_reads_only_what_decides_writes() -> None:
+    base = {"RETRIEVAL_TARGET_BACKEND": "chroma", "FF_RETRIEVAL_DUAL_WRITE": "on"}
+    s = settings(**base)
+    assert write_plan_variables(s) == {
+        "RETRIEVAL_BACKEND": "faiss",
+        "RETRIEVAL_TARGET_BACKEND": "chroma",
+        "FF_RETRIEVAL_DUAL_WRITE": "ON",
+        "RETRIEVAL_TENANT_ALLOWLIST": "",
+        "RETRIEVAL_CUTOVER_TENANTS": "",
+        "RETRIEVAL_CUTOVER_PERCENT": "0",
+    }
+    assert tuple(write_plan_variables(s)) == WRITE_PLAN_VARIABLES
+    fingerprint = write_plan_fingerprint(s)
+    assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0
+    # the same plan spelled otherwise: same fingerprint
+    same = settings(**(base | {"FF_RETRIEVAL_DUAL_WRITE": "yes"}), RETRIEVAL_CUTOVER_PERCENT="0.0")
+    assert write_plan_fingerprint(same) == fingerprint
+    assert write_plan_fingerprint(settings(**base, RETRIEVAL_TENANT_ALLOWLIST="b, a")) == (
+        write_plan_fingerprint(settings(**base, RETRIEVAL_TENANT_ALLOWLIST="a,b"))
+    )
+    # what decides no write: no change
+    for name, value in (("FF_RETRIEVAL_SHADOW_READ", "ON"), ("METRIC_ENV", "prod")):
+        assert write_plan_fingerprint(settings(**base, **{name: value})) == fingerprint
+    # every variable that decides writes: a change
+    changed = {
+        "RETRIEVAL_BACKEND": "memory",
+        "RETRIEVAL_TARGET_BACKEND": "qdrant",
+        "FF_RETRIEVAL_DUAL_WRITE": "OFF",
+        "RETRIEVAL_TENANT_ALLOWLIST": "acme",
+        "RETRIEVAL_CUTOVER_TENANTS": "acme",
+        "RETRIEVAL_CUTOVER_PERCENT": "10",
+    }
+    assert set(changed) == set(WRITE_PLAN_VARIABLES)
+    for name, value in changed.items():
+        assert write_plan_fingerprint(settings(**(base | {name: value}))) != fingerprint, name

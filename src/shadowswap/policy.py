@@ -41,15 +41,24 @@ Shadow reads
     ``FF_RETRIEVAL_SHADOW_SAMPLE_RATE`` is applied by the caller with an injected random source.
 Fallback
     a failed read may be served by the other backend only when it is kept in step.
+The write plan's inputs (issue 15)
+    `WRITE_PLAN_VARIABLES` are the variables the rules above read to decide where a write
+    goes; `write_plan_variables` gives their values in one spelling (``ON``/``OFF``, lists
+    sorted, ``10`` not ``10.0``) and `write_plan_fingerprint` a short hash of them. A
+    reconcile records the fingerprint it ran under; a different fingerprint now means writes
+    have gone elsewhere since, so that reconcile no longer speaks for the stores.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
+from shadowswap.settings import names
 from shadowswap.settings.config import Settings
+from shadowswap.settings.phase import percent_text
 
 Role = Literal["primary", "target"]
 _CUTOVER_SALT = b"shadowswap/cutover/v1\0"
@@ -213,3 +222,34 @@ def plan(settings: Settings, tenant: str) -> Plan:
         shadowed=settings.shadow_read and has_target and allowed(settings, tenant),
         in_step=in_step(settings, tenant),
     )
+
+
+#: The variables that decide where a tenant's writes go (module doc), in a fixed order.
+WRITE_PLAN_VARIABLES: tuple[str, ...] = (
+    names.RETRIEVAL_BACKEND,
+    names.RETRIEVAL_TARGET_BACKEND,
+    names.FF_RETRIEVAL_DUAL_WRITE,
+    names.RETRIEVAL_TENANT_ALLOWLIST,
+    names.RETRIEVAL_CUTOVER_TENANTS,
+    names.RETRIEVAL_CUTOVER_PERCENT,
+)
+
+
+def write_plan_variables(settings: Settings) -> dict[str, str]:
+    """The values of `WRITE_PLAN_VARIABLES`, one spelling per meaning (``yes`` is ``ON``,
+    ``b, a`` is ``a,b``, ``10.0`` is ``10``), in that order."""
+    return {
+        names.RETRIEVAL_BACKEND: settings.backend,
+        names.RETRIEVAL_TARGET_BACKEND: settings.target_backend or "",
+        names.FF_RETRIEVAL_DUAL_WRITE: "ON" if settings.dual_write else "OFF",
+        names.RETRIEVAL_TENANT_ALLOWLIST: ",".join(sorted(settings.tenant_allowlist)),
+        names.RETRIEVAL_CUTOVER_TENANTS: ",".join(sorted(settings.cutover_tenants)),
+        names.RETRIEVAL_CUTOVER_PERCENT: percent_text(settings.cutover_percent),
+    }
+
+
+def write_plan_fingerprint(settings: Settings) -> str:
+    """12 hex digits of SHA-256 over `write_plan_variables` (canonical JSON): equal exactly
+    when every write goes where it went."""
+    canonical = json.dumps(write_plan_variables(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]

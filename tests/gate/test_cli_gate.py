@@ -11,15 +11,22 @@ from pathlib import Path
 
 from shadowswap.clock import SystemClock
 from shadowswap.gate.model import Evidence
+from shadowswap.policy import write_plan_fingerprint, write_plan_variables
+from shadowswap.settings.config import load_settings
 from shadowswap.shadow.observations import JsonlObservationLog, Observation
 from shadowswap.sync.reconcile import iso
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def child_environ() -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     env.pop("RETRIEVAL_ENV_FILE", None)
+    return env
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = child_environ()
     return subprocess.run(
         [sys.executable, "-m", "shadowswap", "gate", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -71,9 +78,14 @@ criteria:
 def setup_dirs(tmp_path: Path, drift: int = 0) -> tuple[Path, Path, Path]:
     obs, state = tmp_path / "obs", tmp_path / "state"
     state.mkdir()
-    (state / "reconcile_last.json").write_text(
-        json.dumps({"drift": drift, "complete": True, "finished_at": iso(time.time() - 60)})
-    )
+    settings = load_settings(environ=child_environ())  # what the gate's process reads
+    plan = {
+        "fingerprint": write_plan_fingerprint(settings),
+        "variables": write_plan_variables(settings),
+    }
+    last = {"drift": drift, "complete": True, "started_at": iso(time.time() - 70)}
+    last |= {"finished_at": iso(time.time() - 60), "write_plan": plan, "tenants": {}}
+    (state / "reconcile_last.json").write_text(json.dumps(last))
     criteria = tmp_path / "gate.yml"
     criteria.write_text(OBSERVATION_ONLY)
     return obs, state, criteria

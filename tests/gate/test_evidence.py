@@ -23,8 +23,9 @@ from shadowswap.gate import (
     unexplained_hits,
 )
 from shadowswap.metrics import Metrics
+from shadowswap.policy import write_plan_fingerprint, write_plan_variables
 from shadowswap.read.router import Router
-from shadowswap.settings.config import StaticSettings
+from shadowswap.settings.config import Settings, StaticSettings, load_settings
 from shadowswap.shadow.observations import (
     JsonlObservationLog,
     MemoryObservations,
@@ -32,6 +33,7 @@ from shadowswap.shadow.observations import (
     parse_iso_utc,
 )
 from shadowswap.stores.base import VectorStore
+from shadowswap.sync.freshness import record_write_plan
 from shadowswap.testing.faults import FlappingStore, LeakingStore
 from shadowswap.values import Document
 from tests.router_helpers import TENANTS, Stores, load_stores, settings
@@ -161,16 +163,56 @@ def test_observation_directory_window_and_tenants(tmp_path: Path) -> None:
         evidence_from_observations(tmp_path / "missing")
 
 
+def reconcile_doc(drift: int, settings: Settings, **extra: object) -> dict[str, object]:
+    """A ``reconcile_last.json`` of this format, taken under ``settings``."""
+    return {
+        "drift": drift,
+        "complete": True,
+        "started_at": "2025-10-20T22:39:00.000Z",
+        "finished_at": "2025-10-20T22:40:00.000Z",
+        "write_plan": {
+            "fingerprint": write_plan_fingerprint(settings),
+            "variables": write_plan_variables(settings),
+        },
+        "tenants": {},
+        **extra,
+    }
+
+
 def test_state_directory(tmp_path: Path) -> None:
     clock = FakeClock(start=1_761_000_000.0)
+    now = load_settings(environ={})
     assert evidence_from_state(tmp_path, clock=clock).reconcile_drift is None
-    doc = {"drift": 3, "complete": True, "finished_at": "2025-10-20T22:40:00.000Z"}
+    doc = reconcile_doc(3, now)
     (tmp_path / "reconcile_last.json").write_text(json.dumps(doc))
-    ev = evidence_from_state(tmp_path, clock=clock)
-    assert ev.reconcile_drift == 3
+    ev = evidence_from_state(tmp_path, clock=clock, settings=now)
+    assert ev.reconcile_drift == 3 and not ev.notes
     assert ev.reconcile_age_s == pytest.approx(1_761_000_000.0 - parse_iso_utc(doc["finished_at"]))
     (tmp_path / "reconcile_last.json").write_text(json.dumps({**doc, "complete": False}))
     assert evidence_from_state(tmp_path, clock=clock).reconcile_drift is None
+
+
+def test_a_stale_reconcile_leaves_the_drift_unknown(tmp_path: Path) -> None:
+    clock = FakeClock(start=1_761_000_000.0)
+    then, now = load_settings(environ={}), load_settings(environ={"RETRIEVAL_BACKEND": "memory"})
+    path = tmp_path / "reconcile_last.json"
+    old = {"drift": 0, "complete": True, "finished_at": "2025-10-20T22:40:00.000Z"}
+    path.write_text(json.dumps(old))
+    ev = evidence_from_state(tmp_path, clock=clock)
+    assert ev.reconcile_drift is None and ev.reconcile_age_s is not None
+    assert any("does not record the write plan" in n for n in ev.notes), ev.notes
+    path.write_text(json.dumps(reconcile_doc(0, then)))
+    assert evidence_from_state(tmp_path, clock=clock, settings=then).reconcile_drift == 0
+    other = evidence_from_state(tmp_path, clock=clock, settings=now)
+    assert other.reconcile_drift is None
+    assert any("RETRIEVAL_BACKEND was faiss, now memory" in n for n in other.notes), other.notes
+    record_write_plan(tmp_path, then, at=clock.now(), by="rollback")
+    later = evidence_from_state(tmp_path, clock=clock, settings=then)
+    assert later.reconcile_drift is None and any("rollback at" in n for n in later.notes)
+    # the age is the reconcile_fresh criterion's business, not a reason to forget the drift
+    path.write_text(json.dumps(reconcile_doc(0, then, started_at="2025-10-20T22:40:00.500Z")))
+    aged = evidence_from_state(tmp_path, clock=FakeClock(start=1_900_000_000.0), settings=then)
+    assert aged.reconcile_drift == 0 and aged.reconcile_age_s is not None
 
 
 def test_combine_takes_the_first_known_value() -> None:

@@ -280,7 +280,7 @@ def test_phase_moves_edit_refuse_and_force(checkout: Path) -> None:
     assert str(entries[1]["notes"]).startswith("phase set: widen; error: ")
 
 
-def test_a_swap_with_a_clean_reconcile_needs_no_force(checkout: Path) -> None:
+def test_a_reconcile_file_of_the_old_format_does_not_open_the_swap(checkout: Path) -> None:
     state = checkout / "data" / "state"
     state.mkdir(parents=True)
     (state / "reconcile_last.json").write_text('{"drift": 0, "tenants": {}}')
@@ -288,9 +288,21 @@ def test_a_swap_with_a_clean_reconcile_needs_no_force(checkout: Path) -> None:
     up = run(cli("phase", "set", "cutover", "--percent", "100", "--apply", *common), checkout)
     assert up.returncode == 0, up.stderr
     swap = run(cli("phase", "advance", "--apply", *common), checkout)
-    assert swap.returncode == 0, swap.stderr
-    assert "-> swapped" in swap.stdout
-    (state / "reconcile_last.json").write_text('{"drift": 4}')
-    status = run(cli("phase", "status", "--env-file", ".env.staging", "--json"), checkout)
-    assert json.loads(status.stdout)["phase"] == "swapped"
-    assert json.loads(status.stdout)["drift"] == 4
+    assert swap.returncode == 1, swap.stdout
+    assert "does not record the write plan it was taken under" in swap.stderr
+    assert "run `shadowswap reconcile`" in swap.stderr and "Traceback" not in swap.stderr
+    status = json.loads(
+        run(cli("phase", "status", "--env-file", ".env.staging", "--json"), checkout).stdout
+    )
+    assert status["phase"] == "cutover" and status["drift"] is None
+    assert status["reconcile"]["fresh"] is False and status["reconcile"]["drift"] == 0
+    (reason,) = status["reconcile"]["reasons"]
+    assert "does not record the write plan" in reason
+    forced = run(cli("phase", "advance", "--apply", "--force", *common), checkout)
+    assert forced.returncode == 0, forced.stderr
+    assert (
+        json.loads(
+            run(cli("phase", "status", "--env-file", ".env.staging", "--json"), checkout).stdout
+        )["phase"]
+        == "swapped"
+    )

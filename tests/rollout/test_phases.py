@@ -3,23 +3,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shadowswap.errors import InvalidInput
 from shadowswap.rollout.phases import (
-    Drift,
     Goal,
     next_goal,
     next_step,
     previous_goal,
-    read_drift,
     set_goal,
     transition,
 )
 from shadowswap.settings.config import Settings, load_settings
 from shadowswap.settings.phase import PHASES, classify
+from shadowswap.sync.freshness import Freshness
+
+
+def said(total: int | None, detail: str, fresh: bool = True) -> Freshness:
+    """What the last reconcile says: fresh with ``total`` (None: there is none, ``detail``
+    saying why), or stale (``fresh=False``) with ``detail`` as the reason."""
+    if total is None or not fresh:
+        return Freshness(False, None, total, (detail,))
+    return Freshness(True, 0.0, total)
+
 
 BASE = {"RETRIEVAL_BACKEND": "faiss", "RETRIEVAL_TARGET_BACKEND": "chroma"}
 ON, OFF = "ON", "OFF"
@@ -105,7 +111,7 @@ def test_back_walks_the_ladder_down_from_swapped() -> None:
     env = dict(CANONICAL["swapped"])
     while classify(settings(env)).name != "legacy":
         phase = classify(settings(env))
-        move = transition(phase, previous_goal(phase), Drift(None, "unknown"))
+        move = transition(phase, previous_goal(phase), said(None, "unknown"))
         assert move.allowed, move.refusals
         env = _applied(env, move.values)
         downs.append(classify(settings(env)).label)
@@ -131,7 +137,7 @@ def test_the_full_forward_ladder() -> None:
         seen.append(phase.label)
         if phase.name == "done":
             break
-        move = transition(phase, next_goal(phase), Drift(0, "clean"))
+        move = transition(phase, next_goal(phase), said(0, "clean"))
         assert move.allowed, move.refusals
         env = _applied(env, move.values)
     assert seen == [
@@ -151,7 +157,7 @@ def test_internal_tenant_first_then_percentages() -> None:
     phase = classify(settings(CANONICAL["shadow_read"]))
     goal = next_goal(phase, tenants=("internal",))
     assert goal == Goal("cutover", 0.0, ("internal",))
-    env = _applied(CANONICAL["shadow_read"], transition(phase, goal, Drift(0, "")).values)
+    env = _applied(CANONICAL["shadow_read"], transition(phase, goal, said(0, "")).values)
     after = classify(settings(env))
     assert after.label == "cutover tenants internal"
     assert next_goal(after) == Goal("cutover", 10.0, ("internal",))
@@ -161,11 +167,11 @@ def test_internal_tenant_first_then_percentages() -> None:
 def test_legacy_without_target_needs_one() -> None:
     phase = classify(settings({}))
     with pytest.raises(InvalidInput, match="--target"):
-        transition(phase, next_goal(phase), Drift(0, ""))
-    move = transition(phase, next_goal(phase), Drift(0, ""), new="chroma")
+        transition(phase, next_goal(phase), said(0, ""))
+    move = transition(phase, next_goal(phase), said(0, ""), new="chroma")
     assert move.changes == {"RETRIEVAL_TARGET_BACKEND": "chroma", "FF_RETRIEVAL_DUAL_WRITE": "ON"}
     with pytest.raises(InvalidInput, match="legacy backend"):
-        transition(phase, next_goal(phase), Drift(0, ""), new="faiss")
+        transition(phase, next_goal(phase), said(0, ""), new="faiss")
 
 
 def test_set_goal_checks_its_options() -> None:
@@ -190,7 +196,12 @@ GOALS = {
     "swapped": Goal("swapped"),
     "done": Goal("done"),
 }
-DRIFTS = {"clean": Drift(0, "drift 0"), "drift": Drift(7, "drift 7"), "unknown": Drift(None, "?")}
+DRIFTS = {
+    "clean": said(0, "drift 0"),
+    "drift": said(7, "drift 7"),
+    "unknown": said(None, "no reconcile result"),
+    "stale": said(0, "the write plan changed after the last reconcile", fresh=False),
+}
 
 # Rules: S = skips a phase, R = reads move to a backend not kept in step, C = cutover below
 # 100% before a swap, D = new primary without a clean reconcile. "" = allowed.
@@ -262,7 +273,7 @@ def test_every_phase_and_goal_is_in_the_table() -> None:
 def test_cutover_tenants_outside_the_allowlist_are_refused() -> None:
     env = CANONICAL["shadow_read"] | {"RETRIEVAL_TENANT_ALLOWLIST": "a,b"}
     phase = classify(settings(env))
-    move = transition(phase, Goal("cutover", 0.0, ("a", "zed")), Drift(0, ""))
+    move = transition(phase, Goal("cutover", 0.0, ("a", "zed")), said(0, ""))
     assert move.refusals == (
         "cutover tenants zed are not in RETRIEVAL_TENANT_ALLOWLIST: their writes do not reach "
         "the target, so their reads would not move",
@@ -271,29 +282,15 @@ def test_cutover_tenants_outside_the_allowlist_are_refused() -> None:
 
 def test_values_and_changes_of_a_move() -> None:
     phase = classify(settings(CANONICAL["cutover"] | {"RETRIEVAL_CUTOVER_PERCENT": "100"}))
-    move = transition(phase, Goal("swapped"), Drift(0, ""))
+    move = transition(phase, Goal("swapped"), said(0, ""))
     assert move.changes == {
         "RETRIEVAL_BACKEND": "chroma",
         "RETRIEVAL_TARGET_BACKEND": "faiss",
         "RETRIEVAL_CUTOVER_PERCENT": "0",
     }
-    done = transition(classify(settings(CANONICAL["swapped"])), Goal("done"), Drift(None, ""))
+    done = transition(classify(settings(CANONICAL["swapped"])), Goal("done"), said(None, ""))
     assert done.changes == {
         "RETRIEVAL_TARGET_BACKEND": "",
         "FF_RETRIEVAL_DUAL_WRITE": "OFF",
         "FF_RETRIEVAL_SHADOW_READ": "OFF",
     }
-
-
-# -- the reconcile file ------------------------------------------------------------------------
-def test_read_drift(tmp_path: Path) -> None:
-    assert read_drift(tmp_path).total is None
-    assert "run `shadowswap reconcile` first" in read_drift(tmp_path).detail
-    target = tmp_path / "reconcile_last.json"
-    target.write_text('{"drift": 0, "tenants": {}}')
-    assert read_drift(tmp_path).total == 0
-    target.write_text('{"drift": 12}')
-    assert read_drift(tmp_path).total == 12
-    for bad in ("{", '{"drift": -1}', '{"drift": "0"}', '{"drift": true}', "[1]"):
-        target.write_text(bad)
-        assert read_drift(tmp_path).total is None, bad

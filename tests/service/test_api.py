@@ -17,10 +17,13 @@ from shadowswap.dualwrite.outbox import Change
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.errors import StoreError
 from shadowswap.metrics import CONTRACT_METRICS
+from shadowswap.policy import write_plan_fingerprint
 from shadowswap.stores import base
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.memory import MemoryStore
+from shadowswap.sync.freshness import record_write_plan
+from shadowswap.sync.reconcile import Reconcile, save_last
 from shadowswap.testing.faults import FailingStore, HangingStore
 from tests.counting import CHECKS, count_calls
 from tests.servers import free_port
@@ -346,8 +349,36 @@ def test_status_shows_phase_flags_backends_breaker_outbox_reconcile(
     assert set(s["outbox"]) >= {"size", "oldest_age_s", "dropped_full", "dropped_ttl", "location"}
     assert s["reconcile"]["drift"] == 0 and s["reconcile"]["tenants"] == 1
     assert "tenant-a" not in json.dumps(s["reconcile"])
+    # issue 15: a file of the old format records no write plan: stale, and said why
+    assert s["reconcile"]["fresh"] is False and s["reconcile"]["age_s"] > 0
+    assert s["reconcile"]["max_age_s"] == 86400
+    assert "does not record the write plan" in s["reconcile"]["reasons"][0]
     assert s["router"]["shadow"]["accepted"] == 0
     assert s["service"]["auth"] == "ON"
+
+
+def test_status_says_whether_the_last_reconcile_is_fresh(
+    gateway_factory: Any, tmp_path: Any
+) -> None:
+    gw = gateway_factory(
+        target=MemoryStore(), RETRIEVAL_TARGET_BACKEND="memory", FF_RETRIEVAL_DUAL_WRITE="ON"
+    )
+    settings = gw.runtime.settings.current()
+    save_last(
+        Reconcile(gw.runtime.primary, gw.runtime.target, settings=settings).run(),
+        settings.state_dir,
+    )
+    s = gw.client.get("/internal/retrieval/status", headers=gw.headers("admin")).json()
+    reconcile = s["reconcile"]
+    assert reconcile["fresh"] is True and reconcile["reasons"] == []
+    assert reconcile["write_plan"] == write_plan_fingerprint(settings)
+    assert 0 <= reconcile["age_s"] < 600 and reconcile["drift"] == 0
+    record_write_plan(settings.state_dir, settings, at=time.time() + 1, by="rollback")
+    s = gw.client.get("/internal/retrieval/status", headers=gw.headers("admin")).json()
+    assert s["reconcile"]["fresh"] is False
+    assert s["reconcile"]["reasons"][0].startswith(
+        "the write plan changed after the last reconcile (rollback at "
+    )
 
 
 def test_status_shows_an_unreachable_backend(gateway_factory: Any) -> None:

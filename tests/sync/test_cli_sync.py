@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from shadowswap.rollout.phases import read_drift
+from shadowswap.settings.config import load_settings
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
 from shadowswap.stores.faiss import FaissStore
+from shadowswap.sync.freshness import reconcile_freshness
 from shadowswap.sync.reconcile import reconcile
 from tests import helpers
 from tests.helpers import ROOT, child_env, cli
@@ -52,7 +53,7 @@ def faiss_at(tmp: Path) -> FaissStore:
 
 
 def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path) -> None:
-    env = env_for(tmp_path)
+    env = env_for(tmp_path, FF_RETRIEVAL_DUAL_WRITE="ON")
     with faiss_at(tmp_path) as primary:
         docs = load(primary, "acme", 400)
         load(primary, "globex", 100, seed=2)
@@ -103,7 +104,8 @@ def test_backfill_reconcile_purge_repair_with_json_and_exit_codes(tmp_path: Path
     assert "drift left 0" in repaired.stdout
     last = json.loads(last_file.read_text())
     assert (last["drift"], last["found"]["drift"], last["written"]) == (0, 2, 2)
-    assert read_drift(tmp_path / "state").total == 0  # the phase gate opens without a rerun
+    fresh = reconcile_freshness(tmp_path / "state", load_settings(environ=env), time.time(), 60)
+    assert fresh.ready, fresh.reasons  # the phase gate opens without a rerun
     assert run(["reconcile", "--json", "--tenant", "globex"], env, tmp_path).returncode == 0
 
 

@@ -129,7 +129,7 @@ def gate_cmd(
         )
     if metrics_url:  # a gateway's exposition is its own env: filtered only when --env is given
         parts.append(evidence_from_metrics_url(metrics_url, env=env, backend=backend))
-    parts.append(evidence_from_state(state_dir or Path(settings.state_dir)))
+    parts.append(evidence_from_state(state_dir or Path(settings.state_dir), settings=settings))
     reference = None
     if baseline is not None:
         reference = evidence_from_observations(baseline, tenants=tenant or None)

@@ -6,6 +6,7 @@ runs ``rollback`` with the runbook's flags.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,16 +14,19 @@ import typer
 
 from shadowswap.cli.common import AsJson, EnvFile, emit_json, handled
 from shadowswap.errors import ConfigError, InvalidInput
+from shadowswap.gate.criteria import load_criteria
+from shadowswap.gate.freshness import reconcile_max_age_s
 from shadowswap.rollout.drain import OutboxDrain
 from shadowswap.rollout.journal import Journal, check_operator, check_reason
 from shadowswap.rollout.moves import Action, MoveReport, MoveRequest, PhaseMover
-from shadowswap.rollout.phases import next_goal, next_step, previous_goal, read_drift
+from shadowswap.rollout.phases import next_goal, next_step, previous_goal
 from shadowswap.rollout.purge import ReconcilePurge
 from shadowswap.rollout.rollback import SETTLE_S, Rollback, RollbackReport, RollbackRequest
 from shadowswap.rollout.smoke import HttpSmokeTest
 from shadowswap.settings import names
 from shadowswap.settings.config import gather, load_settings
 from shadowswap.settings.phase import PHASES, classify
+from shadowswap.sync.freshness import Freshness, reconcile_freshness
 from shadowswap.values import check_tenant
 
 DryRun = Annotated[
@@ -48,6 +52,14 @@ Percent = Annotated[float | None, typer.Option("--percent", help="Cutover percen
 Tenants = Annotated[str | None, typer.Option("--tenants", help="Cutover tenants, comma-separated.")]
 Target = Annotated[
     str | None, typer.Option("--target", help="The new backend, when none is configured.")
+]
+CriteriaFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--criteria",
+        help="Gate criteria file (deploy/gate.yml): the threshold of its reconcile_fresh "
+        "criterion is the oldest reconcile a swap accepts. Default: the built-in criteria.",
+    ),
 ]
 
 
@@ -162,11 +174,15 @@ def _show_rollback(report: RollbackReport) -> None:
 
 # -- phases -----------------------------------------------------------------------------------
 @handled
-def status_cmd(env_file: EnvFile = None, as_json: AsJson = False) -> None:
-    """Name the current phase from the flags, and say what comes next."""
+def status_cmd(
+    env_file: EnvFile = None, criteria: CriteriaFile = None, as_json: AsJson = False
+) -> None:
+    """Name the current phase from the flags, say what comes next, and whether the last
+    reconcile still counts (its age, and why not when it is stale)."""
+    max_age_s = _max_age(criteria)
     settings = load_settings(env_file)
     phase = classify(settings)
-    drift = read_drift(settings.state_dir)
+    reconcile = reconcile_freshness(settings.state_dir, settings, time.time(), max_age_s)
     advance = _try(lambda: next_goal(phase).label)
     back = _try(lambda: previous_goal(phase).label)
     step = next_step(phase)
@@ -183,8 +199,9 @@ def status_cmd(env_file: EnvFile = None, as_json: AsJson = False) -> None:
         "advance_to": advance,
         "back_to": back,
         "command": command,
-        "drift": drift.total,
-        "drift_detail": drift.detail,
+        "drift": reconcile.known_drift,
+        "drift_detail": reconcile.detail,
+        "reconcile": reconcile.as_dict(),
     }
     if as_json:
         emit_json(document)
@@ -199,12 +216,29 @@ def status_cmd(env_file: EnvFile = None, as_json: AsJson = False) -> None:
         typer.echo(f"  why custom: {phase.reason}")
     for note in phase.notes:
         typer.echo(f"  note: {note}")
-    typer.echo(f"  reconcile: {drift.detail}")
+    _show_reconcile(reconcile)
     typer.echo(f"next: {step}")
     if command:
         typer.echo(f"  {command}   (-> {advance})")
     if back:
         typer.echo(f"back: `phase back` -> {back}")
+
+
+def _show_reconcile(reconcile: Freshness) -> None:
+    if reconcile.drift is None:
+        typer.echo(f"  reconcile: {'; '.join(reconcile.reasons)}")
+        return
+    if reconcile.fresh:
+        typer.echo(f"  reconcile: {reconcile.summary}: fresh")
+        return
+    typer.echo(f"  reconcile: {reconcile.summary}: STALE, it does not count for the swap:")
+    for reason in reconcile.reasons:
+        typer.echo(f"    - {reason}")
+
+
+def _max_age(criteria: Path | None) -> float:
+    """The reconcile_fresh threshold of ``criteria`` (a file), else of the default criteria."""
+    return reconcile_max_age_s(load_criteria(criteria) if criteria is not None else None)
 
 
 def _try(fn: Any) -> str | None:
@@ -226,6 +260,7 @@ def advance_cmd(
     tenants: Tenants = None,
     target: Target = None,
     force: Force = False,
+    criteria: CriteriaFile = None,
     journal: JournalPath = None,
     as_json: AsJson = False,
 ) -> None:
@@ -233,7 +268,7 @@ def advance_cmd(
     _move(
         action="advance", phase=None, env_file=env_file, dry_run=dry_run, apply=apply,
         operator=operator, reason=reason, percent=percent, tenants=tenants, target=target,
-        force=force, journal=journal, as_json=as_json,
+        force=force, criteria=criteria, journal=journal, as_json=as_json,
     )  # fmt: skip
 
 
@@ -253,7 +288,7 @@ def back_cmd(
     _move(
         action="back", phase=None, env_file=env_file, dry_run=dry_run, apply=apply,
         operator=operator, reason=reason, percent=None, tenants=None, target=None,
-        force=force, journal=journal, as_json=as_json,
+        force=force, criteria=None, journal=journal, as_json=as_json,
     )  # fmt: skip
 
 
@@ -270,6 +305,7 @@ def set_cmd(
     tenants: Tenants = None,
     target: Target = None,
     force: Force = False,
+    criteria: CriteriaFile = None,
     journal: JournalPath = None,
     as_json: AsJson = False,
 ) -> None:
@@ -277,7 +313,7 @@ def set_cmd(
     _move(
         action="set", phase=phase, env_file=env_file, dry_run=dry_run, apply=apply,
         operator=operator, reason=reason, percent=percent, tenants=tenants, target=target,
-        force=force, journal=journal, as_json=as_json,
+        force=force, criteria=criteria, journal=journal, as_json=as_json,
     )  # fmt: skip
 
 
@@ -294,15 +330,17 @@ def _move(
     tenants: str | None,
     target: str | None,
     force: bool,
+    criteria: Path | None,
     journal: Path | None,
     as_json: bool,
 ) -> None:
     file, is_apply, who, why = _common(env_file, dry_run, apply, operator, reason)
+    max_age_s = _max_age(criteria)
     tenant_list = None
     if tenants is not None:
         parts = [t.strip() for t in tenants.split(",") if t.strip()]
         tenant_list = tuple(check_tenant(t, "--tenants") for t in parts)
-    mover = PhaseMover(Journal(_journal_path(journal, file)))
+    mover = PhaseMover(Journal(_journal_path(journal, file)), max_reconcile_age_s=max_age_s)
     report = mover.run(
         MoveRequest(
             file,

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from shadowswap.errors import ConfigError, InvalidInput
 from shadowswap.metrics import new_registry, serve_metrics
 from shadowswap.policy import Role, plan
 from shadowswap.runtime import metrics_for
+from shadowswap.settings import names
 from shadowswap.settings.config import KINDS, Settings, load_settings
 from shadowswap.stores import BaseStore, open_store
 from shadowswap.sync.backfill import DEFAULT_BATCH as BACKFILL_BATCH
@@ -231,17 +233,6 @@ def reconcile_cmd(
     interval = parse_duration(every) if every is not None else None
     if metrics_port is not None and interval is None:
         raise InvalidInput("--metrics-port", "only makes sense with --every")
-    choice: SourceChoice
-    if source == "primary":
-        choice = "primary"
-    elif source == "target":
-        choice = "target"
-    else:
-
-        def serving(name: str) -> Role:
-            return plan(settings, name).read
-
-        choice = serving
     stores = _stores(settings, settings.backend, settings.target_backend)
     with stores as (primary, target), _stop_signal() as stop:
         progress = progress_for(
@@ -249,17 +240,21 @@ def reconcile_cmd(
         )
 
         def once() -> ReconcileReport:
+            # The settings in force when this run starts: they pick each tenant's source of
+            # truth and are recorded in the result (the write plan, dual write per tenant).
+            now = settings if interval is None else _same_stores(settings, env_file)
             report = Reconcile(
                 primary,
                 target,
                 tenants=tenant or None,
-                source=choice,
+                source=_choice(source, now),
                 repair=repair,
                 purge=purge_delta,
                 batch_size=batch_size,
                 deep=deep,
                 progress=progress,
                 stop=stop,
+                settings=now,
             ).run()
             # Only a complete run over every tenant may speak for the stores: gates read it.
             if report.complete and report.scope is None:
@@ -286,6 +281,33 @@ def reconcile_cmd(
             metrics_port=metrics_port,
             as_json=as_json,
         )
+
+
+def _choice(source: str | None, settings: Settings) -> SourceChoice:
+    """``--source``, or the backend serving each tenant's reads under ``settings``."""
+    if source == "primary":
+        return "primary"
+    if source == "target":
+        return "target"
+
+    def serving(name: str) -> Role:
+        return plan(settings, name).read
+
+    return serving
+
+
+def _same_stores(started: Settings, env_file: Path | None) -> Settings:
+    """The settings now, for one run of ``--every``: a phase move between runs is picked up,
+    but the loop's stores stay the ones it opened, so the backends must not have changed."""
+    now = load_settings(env_file)
+    if (now.backend, now.target_backend) != (started.backend, started.target_backend):
+        raise ConfigError(
+            names.RETRIEVAL_BACKEND,
+            f"{now.backend} (target {now.target_backend})",
+            f"this reconcile loop compares {started.backend} with {started.target_backend}; "
+            "restart `shadowswap reconcile --every` after a swap",
+        )
+    return now
 
 
 def _continuous(

@@ -11,7 +11,9 @@ Every source fills what it knows and leaves the rest ``None`` (unknown):
                       reconcile's (the state directory's).
     metric series     histograms (count, sum, buckets) of the measures, every counter and
                       gauge (a Prometheus server, or a gateway's own ``/metrics``).
-    state directory   the last reconcile's drift and age (``reconcile_last.json``).
+    state directory   the last reconcile's drift and age (``reconcile_last.json``); the
+                      drift only while that reconcile still speaks for the stores
+                      (`shadowswap.sync.freshness`), else unknown with a note.
 
 `combine` merges sources field by field, the first that knows a field winning, so
 ``combine(observations, prometheus, state)`` takes exact samples from the log and the rest
@@ -40,6 +42,7 @@ from prometheus_client import CollectorRegistry
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import InvalidInput
 from shadowswap.gate.model import Evidence, Histogram
+from shadowswap.settings.config import Settings
 from shadowswap.shadow.observations import (
     STATE_COUNTERS,
     Observation,
@@ -48,6 +51,7 @@ from shadowswap.shadow.observations import (
     parse_iso_utc,
     read_records,
 )
+from shadowswap.sync.freshness import freshness_of
 from shadowswap.sync.reconcile import load_last
 
 #: Relative score tolerance under which two engines' scores of one document count as equal.
@@ -379,10 +383,14 @@ def evidence_from_registry(
 
 
 # -- state directory --------------------------------------------------------------------------
-def evidence_from_state(state_dir: str | Path, *, clock: Clock | None = None) -> Evidence:
-    """The last reconcile's drift and age from ``<state_dir>/reconcile_last.json``; unknown
-    (with a note) when there is none or it does not cover every tenant. Raises `StateError`
-    when the file cannot be read."""
+def evidence_from_state(
+    state_dir: str | Path, *, clock: Clock | None = None, settings: Settings | None = None
+) -> Evidence:
+    """The last reconcile's drift and age from ``<state_dir>/reconcile_last.json``; the drift
+    is unknown (with a note) when there is none, it does not cover every tenant, or it is
+    stale for another reason than its age (`shadowswap.sync.freshness`: compared with the
+    write plan of ``settings`` when given; the age is the ``reconcile_fresh`` criterion's
+    business). Raises `StateError` when the file cannot be read."""
     now = (clock or SystemClock()).now()
     document = load_last(state_dir)
     where = f"state:{state_dir}"
@@ -404,6 +412,10 @@ def evidence_from_state(state_dir: str | Path, *, clock: Clock | None = None) ->
             age = max(0.0, now - parse_iso_utc(finished))
         except ValueError:
             notes.append(f"reconcile_last.json: finished_at {finished!r} is not a time")
+    fresh = freshness_of(document, state_dir, settings, now, math.inf)
+    if drift_known is not None and not fresh.fresh:
+        notes.extend(f"reconcile drift unknown: {reason}" for reason in fresh.reasons)
+        drift_known = None
     return Evidence(
         reconcile_drift=drift_known, reconcile_age_s=age, sources=(where,), notes=tuple(notes)
     )

@@ -36,6 +36,7 @@ from shadowswap.settings.live import EnvFileSettings
 from shadowswap.settings.phase import classify
 from shadowswap.shadow.observations import Observation
 from shadowswap.stores.base import VectorStore
+from shadowswap.sync.freshness import record_write_plan, touches_write_plan
 from shadowswap.sync.progress import Progress
 from shadowswap.sync.reconcile import Reconcile, ReconcileReport, save_last
 from shadowswap.testing.faults import FlappingStore
@@ -142,6 +143,9 @@ class Context:
                 reason,
             )
         )
+        if touches_write_plan(changes):  # as the phase moves and the rollback do (issue 15)
+            after = load_settings(self.ws.env_file, self.environ)
+            record_write_plan(after.state_dir, after, at=self.clock.now(), by="edit by hand")
         wanted = load_settings(environ={**self.environ, **changes}).as_env(mask=False)
         return self.await_settings(
             lambda s: all(s.as_env(mask=False)[k] == wanted[k] for k in changes), reason
@@ -206,7 +210,7 @@ class Context:
     ) -> ReconcileReport:
         """Compare (and repair) the two stores, tenant by tenant, each against the backend
         serving its reads; the result becomes ``reconcile_last.json`` (the phase moves read
-        it)."""
+        it), with the write plan it ran under."""
         settings = self.settings
         assert settings.target_backend is not None
         options: dict[str, Any] = {"progress": progress} if progress is not None else {}
@@ -216,6 +220,7 @@ class Context:
             source=lambda tenant: plan(settings, tenant).read,
             repair=repair,
             clock=self.clock,
+            settings=settings,
             **options,
         ).run()
         save_last(report, self.ws.state_dir)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
+from shadowswap.gate.freshness import reconcile_max_age_s
 from shadowswap.rehearsal import steps_after as after
 from shadowswap.rehearsal import steps_before as before
 from shadowswap.rehearsal.context import Context, Outcome, StepFailed
@@ -250,7 +251,9 @@ def _open(options: RehearsalOptions, ws: Workspace, display: Display, clock: Clo
         timeline=timeline,
         ledger=ledger,
         writer=writer,
-        mover=PhaseMover(journal, clock=clock, environ=environ),
+        mover=PhaseMover(
+            journal, clock=clock, environ=environ, max_reconcile_age_s=reconcile_max_age_s()
+        ),
         journal=journal,
         display=display,
         clock=clock,

@@ -88,10 +88,30 @@ def cutover(percent: float) -> Any:
 
 
 # -- 12 --------------------------------------------------------------------------------------------
+def reconcile_before_swap(ctx: Context, name: str) -> dict[str, Any]:
+    """The reconcile a swap needs (issue 15): taken at cutover 100 %, after the last change of
+    the write plan, with the writes paused and everything in flight landed; drift 0."""
+    drained = ctx.drain()
+    try:
+        report = ctx.reconcile(name, progress=DisplayProgress(ctx, None))
+    finally:
+        ctx.writer.resume()
+    numbers = {
+        "reconcile_drift": report.drift,
+        "reconcile_s": round(report.duration_s, 3),
+        "reconcile_drain_s": drained["drain_s"],
+    }
+    if report.drift:
+        raise StepFailed(f"drift {report.drift} before the swap", numbers)
+    return numbers
+
+
 def swap(ctx: Context) -> Outcome:
     """Runbook 001: the new backend becomes primary; the legacy one stays as its target, kept
-    in step by dual write. The phase move refuses unless the last reconcile (the ladder's
-    reconcile step) reported drift 0."""
+    in step by dual write. The phase move refuses unless the last reconcile is fresh (taken
+    after the last change of the write plan, here cutover 100 %) and reported drift 0, so
+    one is taken first."""
+    reconciled = reconcile_before_swap(ctx, "before swap")
     report, reload_s = ctx.move("advance", "rehearsal: swap (runbook 001)")
     # Runbook 001: keep the previous backend as shadow with a reduced sample rate.
     sample_s = ctx.edit_env(
@@ -101,6 +121,7 @@ def swap(ctx: Context) -> Outcome:
     settings = ctx.settings
     batch = _check_reads(ctx, "swap")
     numbers = {
+        **reconciled,
         "reload_s": reload_s,
         "sample_rate": settings.shadow_sample_rate_text,
         "sample_rate_reload_s": sample_s,
@@ -199,7 +220,7 @@ class _RehearsalDrain:
 def return_after_drill(ctx: Context) -> Outcome:
     """Runbook 002 step 7, then the ladder again: dual write on, reconcile --repair (the new
     backend missed the writes made while rolled back), shadow read, cutover 10 -> 50 -> 100,
-    swap."""
+    a reconcile after that last change of the write plan, swap."""
     moves: list[str] = []
     reloads: list[float] = []
     report, reload_s = ctx.move("advance", "rehearsal: after the drill, dual write on")
@@ -214,8 +235,11 @@ def return_after_drill(ctx: Context) -> Outcome:
         ctx.writer.resume()
     if repaired.drift:
         raise StepFailed(f"drift {repaired.drift} left after the repair")
+    reconciled: dict[str, Any] = {}
     for percent in (None, 10.0, 50.0, 100.0, None):
         options = {} if percent is None else {"percent": percent}
+        if percent is None and moves[-1] == "cutover 100%":
+            reconciled = reconcile_before_swap(ctx, "before the swap after the drill")
         report, reload_s = ctx.move("advance", "rehearsal: back after the drill", **options)
         moves.append(report.goal.label)
         reloads.append(reload_s)
@@ -228,6 +252,7 @@ def return_after_drill(ctx: Context) -> Outcome:
         "written": sum(t.written for t in repaired.tenants),
         "deleted": sum(t.deleted for t in repaired.tenants),
         **drained,
+        **reconciled,
         "primary": settings.backend,
     }
     if settings.backend != ctx.target.kind:

@@ -344,7 +344,7 @@ def gate_step(ctx: Context) -> Outcome:
     since, until = ctx.gate_window
     evidence = combine(
         evidence_from_observations(ctx.ws.observations_dir, since=since, until=until),
-        evidence_from_state(ctx.ws.state_dir, clock=ctx.clock),
+        evidence_from_state(ctx.ws.state_dir, clock=ctx.clock, settings=ctx.settings),
     )
     criteria = default_criteria()
     result = evaluate(evidence, criteria)

@@ -1,8 +1,10 @@
 """The operator's control plane: phases and their moves, rollback with its journal and smoke
 test, the drain and purge steps of a rollback.
 
-    phases.py    goals and `transition` (which move is allowed), the drift a swap needs
-    moves.py     `PhaseMover`: a move applied to the env file, journaled
+    phases.py    goals and `transition` (which move is allowed; a swap needs a fresh
+                 reconcile at drift 0, judged by `shadowswap.sync.freshness`)
+    moves.py     `PhaseMover`: a move applied to the env file, journaled, and a change of
+                 the write plan recorded in the state dir
     rollback.py  the runbook's rollback: drain, switch, purge, smoke test, journal
     journal.py   the append-only NDJSON journal of moves and rollbacks
     smoke.py     the post-rollback smoke test over HTTP

@@ -3,6 +3,12 @@ env file with `envfile` (``.bak`` first on ``--apply``), append one journal line
 
 A refused move changes nothing and is journaled as a failure, with the reasons; ``force``
 writes it anyway and the journal says which checks were overridden.
+
+The swap's check reads the last reconcile through `shadowswap.sync.freshness` with the
+mover's clock and ``max_reconcile_age_s`` (the gate's ``reconcile_fresh`` threshold, which the
+caller reads: ``shadowswap.gate.freshness.reconcile_max_age_s``). An applied move that
+changes a variable deciding where writes go records the change in
+``<RETRIEVAL_STATE_DIR>/write_plan.json``, so no reconcile taken before it counts for a swap.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.errors import Refused, ShadowswapError
+from shadowswap.errors import ConfigError, Refused, ShadowswapError, StateError
 from shadowswap.rollout.journal import (
     Journal,
     JournalEntry,
@@ -26,13 +32,18 @@ from shadowswap.rollout.phases import (
     Transition,
     next_goal,
     previous_goal,
-    read_drift,
     set_goal,
     transition,
 )
-from shadowswap.settings.config import gather, load_settings
+from shadowswap.settings.config import Settings, gather, load_settings
 from shadowswap.settings.envfile import edit_text, parse_values, read_env, render_diff, write_env
 from shadowswap.settings.phase import Phase, classify
+from shadowswap.sync.freshness import (
+    Freshness,
+    reconcile_freshness,
+    record_write_plan,
+    touches_write_plan,
+)
 
 Action = Literal["advance", "back", "set"]
 
@@ -70,6 +81,7 @@ class MoveReport:
     duration_s: float
     journal: Path
     warnings: tuple[str, ...] = field(default=())
+    reconcile: Freshness | None = None  # the last reconcile, as the swap's check saw it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,20 +104,24 @@ class MoveReport:
             "backup": str(self.backup) if self.backup else None,
             "written": self.written,
             "journal": str(self.journal),
+            "reconcile": None if self.reconcile is None else self.reconcile.as_dict(),
         }
 
 
 class PhaseMover:
-    """Runs phase moves against env files, journaling each one."""
+    """Runs phase moves against env files, journaling each one. ``max_reconcile_age_s``
+    is the age beyond which the last reconcile no longer opens a swap."""
 
     def __init__(
         self,
         journal: Journal,
         *,
+        max_reconcile_age_s: float,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._journal = journal
+        self._max_age_s = max_reconcile_age_s
         self._clock = clock or SystemClock()
         self._environ = environ
 
@@ -147,7 +163,10 @@ class PhaseMover:
         settings = load_settings(request.env_file, self._environ)
         phase = classify(settings)
         goal = self._goal(request, phase)
-        move = transition(phase, goal, read_drift(settings.state_dir), request.target)
+        reconcile = reconcile_freshness(
+            settings.state_dir, settings, self._clock.now(), self._max_age_s
+        )
+        move = transition(phase, goal, reconcile, request.target)
         head = f"phase {request.action}: {phase.label} -> {goal.label}; {request.reason}"
         if move.refusals and not request.force:
             raise Refused(
@@ -158,6 +177,9 @@ class PhaseMover:
         load_settings(environ=parse_values(new_text))  # the result must load
         diff = render_diff(str(request.env_file), snapshot.text, new_text)
         backup = write_env(snapshot, new_text, backup=True) if request.apply else None
+        recorded = []
+        if request.apply and touches_write_plan(move.changes):
+            recorded = self._record(request, settings)
         notes = head
         if move.refusals:
             notes += "; forced past: " + " | ".join(move.refusals)
@@ -180,8 +202,25 @@ class PhaseMover:
             notes,
             round(self._clock.monotonic() - t0, 3),
             self._journal.path,
-            move.warnings + tuple(overridden),
+            move.warnings + tuple(overridden) + tuple(recorded),
+            reconcile,
         )
+
+    def _record(self, request: MoveRequest, before: Settings) -> list[str]:
+        """Record the change of the write plan (module doc); a failure is a warning, since
+        the env file is already changed."""
+        try:
+            after = load_settings(request.env_file, self._environ)
+            record_write_plan(
+                after.state_dir, after, at=self._clock.now(), by=f"phase {request.action}"
+            )
+        except (StateError, ConfigError) as exc:
+            return [
+                f"the change of the write plan was not recorded in {before.state_dir} ({exc}): "
+                "a reconcile taken before this move may look fresh; run `shadowswap "
+                "reconcile` again before the swap"
+            ]
+        return []
 
     @staticmethod
     def _goal(request: MoveRequest, phase: Phase) -> Goal:

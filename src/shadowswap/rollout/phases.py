@@ -28,17 +28,19 @@ OFF (runbook 000 starts that way) is still ``shadow_read``, with a note.
 3. cutover tenants must be eligible for dual write (``RETRIEVAL_TENANT_ALLOWLIST``);
 4. making the new backend primary (``swapped``, ``done`` from before the swap) needs the last
    reconcile (``<RETRIEVAL_STATE_DIR>/reconcile_last.json``, written by ``shadowswap
-   reconcile``) to report a drift of 0; a missing or unreadable file is unknown, and refused.
+   reconcile``) to be fresh and to report a drift of 0 (issue 15,
+   `shadowswap.sync.freshness`): taken with dual write on for every tenant it covered,
+   under the current write plan and after its last recorded change, and not older than the
+   gate's ``reconcile_fresh`` threshold. A missing, unreadable or stale file is refused with
+   the reasons.
 
 Moves back are otherwise always allowed: a rollback must never wait for a check.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from shadowswap.errors import InvalidInput
 from shadowswap.settings import names
@@ -54,9 +56,9 @@ from shadowswap.settings.phase import (
     percent_text,
     phase_label,
 )
+from shadowswap.sync.freshness import Freshness
 
 LADDER: tuple[float, ...] = (10.0, 50.0, 100.0)
-RECONCILE_FILE = "reconcile_last.json"
 
 TENANTS = names.RETRIEVAL_CUTOVER_TENANTS
 PERCENT = names.RETRIEVAL_CUTOVER_PERCENT
@@ -167,30 +169,6 @@ def _cutover_goal(percent: float, tenants: tuple[str, ...]) -> Goal:
     return Goal("cutover", float(percent), tuple(tenants))
 
 
-# -- the last reconcile -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Drift:
-    """What the last reconcile said: a total, or None when unknown (with why)."""
-
-    total: int | None
-    detail: str
-
-
-def read_drift(state_dir: str | Path) -> Drift:
-    """``drift`` from ``<state_dir>/reconcile_last.json`` (written by ``shadowswap reconcile``)."""
-    path = Path(state_dir) / RECONCILE_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return Drift(None, f"no reconcile result at {path}: run `shadowswap reconcile` first")
-    except (OSError, ValueError) as exc:
-        return Drift(None, f"{path} cannot be read ({exc})")
-    total = document.get("drift") if isinstance(document, dict) else None
-    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
-        return Drift(None, f"{path} has no whole-number `drift`")
-    return Drift(total, f"last reconcile ({path}) reports drift {total}")
-
-
 # -- the transition function ------------------------------------------------------------------
 @dataclass(frozen=True)
 class Transition:
@@ -208,17 +186,24 @@ class Transition:
         return not self.refusals
 
 
-def transition(phase: Phase, goal: Goal, drift: Drift, new: str | None = None) -> Transition:
-    """Decide the move from ``phase`` to ``goal``; ``new`` names the new backend when the
-    flags do not (legacy without a target). Raises `InvalidInput` when no new backend is known.
+def transition(
+    phase: Phase, goal: Goal, reconcile: Freshness, new: str | None = None
+) -> Transition:
+    """Decide the move from ``phase`` to ``goal``, ``reconcile`` being what
+    `shadowswap.sync.freshness.reconcile_freshness` says of the last reconcile; ``new`` names
+    the new backend when the flags do not (legacy without a target). Raises `InvalidInput`
+    when no new backend is known.
     """
     new_kind = _new_backend(phase, goal, new)
     values = goal_values(goal, phase.legacy, new_kind)
     changes = {k: v for k, v in values.items() if v != _current(phase, k)}
-    refusals = [r for r in _refusals(phase, goal, drift, new_kind) if r]
+    refusals = [r for r in _refusals(phase, goal, reconcile, new_kind) if r]
     warnings = []
-    if drift.total and goal.name == "cutover":
-        warnings.append(f"{drift.detail}: reads moving to {new_kind} may miss documents")
+    if reconcile.drift and goal.name == "cutover":
+        warnings.append(
+            f"the last reconcile reports drift {reconcile.drift}: reads moving to {new_kind} "
+            "may miss documents"
+        )
     return Transition(phase, goal, values, changes, tuple(refusals), tuple(warnings))
 
 
@@ -286,7 +271,7 @@ def _reads_after(goal: Goal, legacy: str, new: str | None) -> set[str]:
     return {new} if new else set()
 
 
-def _refusals(phase: Phase, goal: Goal, drift: Drift, new: str | None) -> list[str]:
+def _refusals(phase: Phase, goal: Goal, reconcile: Freshness, new: str | None) -> list[str]:
     out: list[str] = []
     rank = phase.rank
     if rank is not None and goal.rank > rank + 1:
@@ -312,6 +297,14 @@ def _refusals(phase: Phase, goal: Goal, drift: Drift, new: str | None) -> list[s
             f"cutover tenants {','.join(outside)} are not in RETRIEVAL_TENANT_ALLOWLIST: their "
             "writes do not reach the target, so their reads would not move"
         )
-    if goal.name in ("swapped", "done") and phase.primary == phase.legacy and drift.total != 0:
-        out.append(f"making {new} primary needs a reconcile with drift 0; {drift.detail}")
+    if goal.name in ("swapped", "done") and phase.primary == phase.legacy:
+        if not reconcile.fresh:
+            first, *rest = reconcile.reasons or ("the last reconcile does not count",)
+            out.append(f"making {new} primary needs a fresh reconcile with drift 0; {first}")
+            out.extend(rest)
+        elif reconcile.drift != 0:
+            out.append(
+                f"making {new} primary needs a reconcile with drift 0; the last reconcile "
+                f"reports drift {reconcile.drift}"
+            )
     return out

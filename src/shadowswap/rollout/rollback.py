@@ -36,6 +36,11 @@ saying the same; the run's result does not change for it.
 
 ``--apply`` first writes ``<file>.bak`` (byte-identical); a dry-run writes nothing but the
 journal. Every run, dry or not, successful or not, appends one journal line.
+
+Each applied edit that changes where writes go is recorded in
+``<RETRIEVAL_STATE_DIR>/write_plan.json`` (`shadowswap.sync.freshness`): no reconcile taken
+before the rollback opens a later swap, even once the phase moves have brought the same flags
+back. A record that cannot be written is a warning, never a failed rollback.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowswap.clock import Clock, SystemClock
-from shadowswap.errors import ConfigError, ConfigErrors, ShadowswapError, WriteError
+from shadowswap.errors import ConfigError, ConfigErrors, ShadowswapError, StateError, WriteError
 from shadowswap.rollout.drain import Drain
 from shadowswap.rollout.journal import (
     Journal,
@@ -69,6 +74,7 @@ from shadowswap.settings.envfile import (
     write_env,
 )
 from shadowswap.settings.phase import BACKEND, DUAL, SHADOW, TARGET
+from shadowswap.sync.freshness import record_write_plan, touches_write_plan
 
 SETTLE_S = 6.0
 
@@ -323,7 +329,7 @@ class Rollback:
                 )
         backup: Path | None = None
         if request.apply:
-            backup, steps = self._apply(request, plan, snapshot, steps, progress)
+            backup, steps = self._apply(request, plan, snapshot, steps, progress, warnings)
         smoke = None
         if self._smoke is not None:
             smoke = self._smoke.run(legacy if request.apply else None)
@@ -353,6 +359,7 @@ class Rollback:
         snapshot: EnvSnapshot,
         steps: dict[int, Step],
         progress: _Progress,
+        warnings: list[str],
     ) -> tuple[Path | None, dict[int, Step]]:
         changes, label = plan.changes, str(request.env_file)
         if request.purge_delta and plan.leaving is not None:
@@ -362,6 +369,7 @@ class Rollback:
             if first:
                 backup = write_env(snapshot, edit_text(snapshot.text, first, label), backup=True)
                 progress.written.update(first)
+                self._record(request.env_file, first, warnings)
                 self._clock.sleep(request.settle_s)
             self._purge_step(plan, steps, progress)
             snapshot = read_env(request.env_file)
@@ -370,13 +378,36 @@ class Rollback:
                 snapshot, edit_text(snapshot.text, rest, label), backup=backup is None
             )
             backup = backup or second
+            self._record(request.env_file, rest, warnings)
         else:
             backup = write_env(snapshot, edit_text(snapshot.text, changes, label), backup=True)
+            self._record(request.env_file, changes, warnings)
         progress.written.update(changes)
         for number, step in steps.items():
             if step.status == "change":
                 steps[number] = Step(number, step.title, step.changes, "done", step.detail)
         return backup, steps
+
+    def _record(self, env_file: Path, changes: Mapping[str, str], warnings: list[str]) -> None:
+        """Record a change of the write plan (module doc); the settings may not load (an
+        unrelated broken line): then the state dir is read from the raw values."""
+        if not touches_write_plan(changes):
+            return
+        settings = None
+        try:
+            settings = load_settings(env_file, self._environ)
+            state_dir = settings.state_dir
+        except ConfigError:
+            merged, _ = gather(env_file, self._environ)
+            state_dir = merged.get(names.RETRIEVAL_STATE_DIR) or _default_state_dir()
+        try:
+            record_write_plan(state_dir, settings, at=self._clock.now(), by="rollback")
+        except StateError as exc:
+            warnings.append(
+                f"the change of the write plan was not recorded ({exc}): a reconcile taken "
+                "before this rollback may look fresh later; run shadowswap reconcile again "
+                "before any swap"
+            )
 
     def _drain_step(self, apply: bool, legacy: str, progress: _Progress) -> Step:
         """Step 0 (module doc): look at the outbox; with ``apply``, replay it."""
@@ -460,6 +491,10 @@ def _notes(reason: str, progress: _Progress, error: str | None = None) -> str:
     if error:
         parts.append(f"error: {error}")
     return "; ".join(parts)
+
+
+def _default_state_dir() -> str:
+    return load_settings(environ={}).state_dir
 
 
 def _legacy_of(env_file: Path, environ: Mapping[str, str] | None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from shadowswap import __version__
 from shadowswap.errors import ShadowswapError
+from shadowswap.gate.freshness import reconcile_max_age_s
 from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
 from shadowswap.rollout.phases import next_step
 from shadowswap.runtime import Runtime
@@ -24,6 +25,7 @@ from shadowswap.settings.live import EnvFileSettings
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.settings.phase import classify
 from shadowswap.stores.base import Health, VectorStore
+from shadowswap.sync.freshness import freshness_of
 from shadowswap.sync.reconcile import iso, load_last
 
 log = logging.getLogger("shadowswap.service")
@@ -170,7 +172,9 @@ def _router(rt: Runtime) -> dict[str, Any]:
 
 
 def _reconcile(settings: Settings) -> dict[str, Any] | None:
-    """A summary of ``reconcile_last.json`` (totals, not the per-tenant lists)."""
+    """A summary of ``reconcile_last.json`` (totals, not the per-tenant lists), and whether it
+    still counts (`shadowswap.sync.freshness`): ``fresh``, ``age_s``, ``max_age_s`` (the
+    default gate criteria's ``reconcile_fresh``), ``reasons`` when stale, ``write_plan``."""
     try:
         last = load_last(settings.state_dir)
     except ShadowswapError as exc:
@@ -184,6 +188,16 @@ def _reconcile(settings: Settings) -> dict[str, Any] | None:
     summary = {k: last[k] for k in keys if k in last}
     tenants = last.get("tenants")
     summary["tenants"] = len(tenants) if isinstance(tenants, dict) else None
+    fresh = freshness_of(last, settings.state_dir, settings, time.time(), reconcile_max_age_s())
+    summary |= {
+        "fresh": fresh.fresh,
+        "age_s": None if fresh.age_s is None else round(fresh.age_s, 3),
+        "max_age_s": fresh.max_age_s,
+        "reasons": list(fresh.reasons),
+        "write_plan": fresh.write_plan,
+        "write_plan_now": fresh.write_plan_now,
+        "plan_changed_at": fresh.plan_changed_at,
+    }
     return summary
 
 

@@ -3,6 +3,8 @@
     backfill.py     resumable, idempotent, throttled copy of every tenant (checkpointed)
     reconcile.py    per-tenant comparison by content hash; repair, purge of the delta,
                     the last result in ``reconcile_last.json``
+    freshness.py    whether the last reconcile still speaks for the stores (the swap's
+                    check), and ``write_plan.json``, the last change of the write plan
     diff.py         the streamed sorted merge that finds missing, extra and stale documents
     converge.py     apply a batch, then verify it against concurrent writers
     checkpoint.py   where a backfill got to, per (source, destination, tenant)

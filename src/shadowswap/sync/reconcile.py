@@ -39,6 +39,13 @@ The CLI writes the last complete run over every tenant atomically to
 status endpoint (a run over some tenants never speaks for all of them); its format is
 `as_dict`, described in ``docs/sync.md``. Logs carry tenant ids, doc ids and counts, never
 content.
+
+What it was taken under (issue 15): given the ``settings`` in force, a run records the write
+plan (`shadowswap.policy.write_plan_fingerprint` and the variables behind it) and, per
+tenant, whether dual write kept the other store in step for it (``dual_write``). Writes made
+after the run under another plan, or to a tenant dual write did not cover, can make the
+stores drift again without the file knowing: `shadowswap.sync.freshness` decides from these
+records whether the last result still speaks for the stores.
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ from typing import Any, Literal
 
 from shadowswap.clock import Clock, SystemClock
 from shadowswap.errors import InvalidInput
-from shadowswap.policy import Role
+from shadowswap.policy import Role, in_step, write_plan_fingerprint, write_plan_variables
+from shadowswap.settings.config import Settings
 from shadowswap.stores.base import VectorStore
 from shadowswap.sync.converge import Converger
 from shadowswap.sync.diff import KINDS, Kind, compared
@@ -144,10 +152,13 @@ class TenantDrift(_LeftCounts):
     written: int = 0
     deleted: int = 0
     not_fixed: tuple[str, ...] = ()
+    dual_write: bool | None = None  # kept in step by dual write during the run (None: unknown)
 
     def as_dict(self) -> dict[str, Any]:
+        known = {} if self.dual_write is None else {"dual_write": self.dual_write}
         return {
             **self.left.as_dict(),
+            **known,
             "found": self.found.as_dict(),
             "source": self.source,
             "replica": self.replica,
@@ -186,6 +197,7 @@ class ReconcileReport(_LeftCounts):
     purge: bool
     deep: bool
     tenants: tuple[TenantDrift, ...]
+    write_plan: dict[str, Any] | None = None  # fingerprint and variables; None: not told
 
     @property
     def ok(self) -> bool:
@@ -204,6 +216,7 @@ class ReconcileReport(_LeftCounts):
             "stores": {"primary": self.primary, "target": self.target},
             "source": self.source,
             "scope": "all" if self.scope is None else list(self.scope),
+            "write_plan": self.write_plan,
             "repair": self.repair,
             "purge_delta": self.purge,
             "deep": self.deep,
@@ -225,6 +238,9 @@ class Reconcile:
 
     ``source`` picks each tenant's source of truth: ``"primary"``, ``"target"``, or a
     function of the tenant (the CLI passes the backend serving the tenant's reads).
+    ``settings``, the settings in force when the run starts, are recorded in the result (the
+    write plan, and dual write per tenant; module doc); without them nothing is recorded and
+    the result cannot open a swap.
 
     >>> from shadowswap.stores.memory import MemoryStore
     >>> from shadowswap.values import Document
@@ -247,6 +263,7 @@ class Reconcile:
     progress: Progress = field(default_factory=NullProgress)
     stop: StopSignal = field(default_factory=never_stop)
     retry: Retry = DEFAULT_RETRY
+    settings: Settings | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -293,6 +310,7 @@ class Reconcile:
             purge=self.purge,
             deep=self.deep,
             tenants=tuple(results),
+            write_plan=None if self.settings is None else write_plan_record(self.settings),
         )
         log.info(
             "reconcile finished" if complete else "reconcile stopped before the end",
@@ -381,6 +399,7 @@ class Reconcile:
             written=fixer.written,
             deleted=fixer.deleted,
             not_fixed=tuple(fixer.not_fixed),
+            dual_write=None if self.settings is None else in_step(self.settings, tenant),
         )
         log.info(
             "reconcile tenant",
@@ -446,6 +465,14 @@ def purge_delta(
     documents included), ``report.extra`` the extra ones a concurrent writer kept from going.
     """
     return Reconcile(source, target, tenants=tenants, source="primary", purge=True, **options).run()
+
+
+def write_plan_record(settings: Settings) -> dict[str, Any]:
+    """The ``write_plan`` of a result: the fingerprint and the variables behind it."""
+    return {
+        "fingerprint": write_plan_fingerprint(settings),
+        "variables": write_plan_variables(settings),
+    }
 
 
 def last_result_path(state_dir: str | Path) -> Path:
