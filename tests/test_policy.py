@@ -4,11 +4,13 @@ percentage, checked against the rules of the module docstring, plus the hash's p
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shadowswap import policy
 from shadowswap.policy import (
     WRITE_PLAN_VARIABLES,
     Plan,
@@ -283,6 +285,37 @@ def test_percentages_select_their_share_and_only_grow() -> None:
     assert chosen[10] <= chosen[50] <= chosen[100]
     assert len(chosen[100]) == len(TENANTS)
     assert not _served_by_target(0)
+
+
+def test_one_percent_cuts_over_about_one_tenant_in_a_hundred() -> None:
+    chosen = _served_by_target(1)
+    # the v1 hash over these 10,000 tenants puts 107 buckets below 1 (a binomial count:
+    # 100 expected, standard deviation about 10)
+    assert len(chosen) == 107
+    assert chosen <= _served_by_target(10)
+    # the two tenants nearest the boundary, on each side of it
+    assert cutover_bucket("tenant-01896") == pytest.approx(0.996869839022615, abs=1e-12)
+    assert cutover_bucket("tenant-02178") == pytest.approx(1.0266648952776236, abs=1e-12)
+    assert "tenant-01896" in chosen and "tenant-02178" not in chosen
+
+
+@pytest.mark.parametrize(
+    ("bucket", "selected"),
+    [(0.0, True), (0.5, True), (math.nextafter(1.0, 0.0), True), (1.0, False), (1.5, False)],
+)
+def test_at_one_percent_bucket_0_is_in_and_bucket_1_is_out(
+    monkeypatch: pytest.MonkeyPatch, bucket: float, selected: bool
+) -> None:
+    # a bucket in [0, 1) is selected at 1 %; exactly 1 is not (selection is bucket < p)
+    monkeypatch.setattr(policy, "cutover_bucket", lambda _tenant: bucket)
+    assert in_percent("tenant", 1.0) is selected
+    s = settings(
+        RETRIEVAL_TARGET_BACKEND="chroma",
+        FF_RETRIEVAL_DUAL_WRITE="ON",
+        RETRIEVAL_CUTOVER_PERCENT="1",
+    )
+    assert read_role(s, "tenant") == ("target" if selected else "primary")
+    assert in_percent("tenant", 0.0) is False  # 0 % selects no one, not even bucket 0
 
 
 @given(

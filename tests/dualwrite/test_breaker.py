@@ -96,6 +96,19 @@ def test_failures_below_threshold_are_reset_by_a_success() -> None:
     assert new.state is State.CLOSED  # 1 failure, not 3: the count is of consecutive failures
 
 
+def test_the_failure_just_below_the_threshold_keeps_it_closed() -> None:
+    # T − 2 failures so far: one more makes T − 1, still closed; at T − 1, one more opens it
+    new, _ = step(Snapshot(failures=T - 2), Event.FAILURE, 0.0, CONFIG, 0)
+    assert (new.state, new.failures) == (State.CLOSED, T - 1)
+    new, _ = step(new, Event.FAILURE, 0.0, CONFIG, 0)
+    assert new.state is State.OPEN
+    # a threshold of 1 opens at the first failure, of 2 at the second
+    one, _ = step(Snapshot(), Event.FAILURE, 0.0, BreakerConfig(threshold=1, window_s=W), 0)
+    assert one.state is State.OPEN
+    two, _ = step(Snapshot(), Event.FAILURE, 0.0, BreakerConfig(threshold=2, window_s=W), 0)
+    assert (two.state, two.failures) == (State.CLOSED, 1)
+
+
 def test_a_lowered_threshold_applies_at_the_next_failure() -> None:
     snap = Snapshot(failures=4)
     new, _ = step(snap, Event.FAILURE, 0.0, BreakerConfig(threshold=2, window_s=W), 0)
@@ -113,6 +126,27 @@ def _fail(breaker: Breaker, times: int) -> None:
         ticket = breaker.attempt(CONFIG)
         assert ticket is not None
         breaker.record(ticket, ok=False, config=CONFIG)
+
+
+def _succeed(breaker: Breaker) -> None:
+    ticket = breaker.attempt(CONFIG)
+    assert ticket is not None
+    breaker.record(ticket, ok=True, config=CONFIG)
+
+
+@pytest.mark.parametrize("before", range(1, T))
+def test_a_success_restarts_the_count_of_consecutive_failures(before: int) -> None:
+    # 1 .. T − 1 failures, a success, then T − 1 failures: never T in a row, so closed; the
+    # next failure is the T-th in a row and opens it
+    breaker, _, _ = _breaker()
+    _fail(breaker, before)
+    assert breaker.state is State.CLOSED
+    _succeed(breaker)
+    assert breaker.snapshot().failures == 0
+    _fail(breaker, T - 1)
+    assert breaker.state is State.CLOSED
+    _fail(breaker, 1)
+    assert breaker.state is State.OPEN
 
 
 def test_opens_after_threshold_failures_refuses_for_the_window_then_one_trial() -> None:

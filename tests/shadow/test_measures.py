@@ -103,6 +103,17 @@ def test_missing_and_extra_documents_are_mismatches() -> None:
     assert m.agreement_at_5 == agreement_at_k(ten, [h.doc_id for h in swapped], 5) == 0.8
 
 
+def test_an_empty_shadow_answer_is_a_mismatch_with_zero_agreement_and_ndcg() -> None:
+    for ids in (["a"], ["a", "b", "c"], [f"d{i}" for i in range(10)]):
+        m = measure(_hits(ids), [], primary_latency_s=0.01, shadow_latency_s=0.002)
+        assert (m.agreement_at_5, m.ndcg_at_10, m.mismatch) == (0.0, 0.0, True), ids
+        assert m.agreement_cutoff == min(5, len(ids)) and m.shared == 0
+        assert m.score_delta is None
+    # a shadow with hits where the primary has none is a mismatch too
+    m = measure([], _hits(["x", "y"]), primary_latency_s=0, shadow_latency_s=0)
+    assert (m.agreement_at_5, m.ndcg_at_10, m.mismatch) == (0.0, 0.0, True)
+
+
 def test_score_delta_is_the_mean_over_shared_documents_and_latency_delta_is_signed() -> None:
     primary = _hits(["a", "b", "c"], [0.9, 0.8, 0.7])
     shadow = _hits(["b", "a", "x"], [0.75, 0.91, 0.99])

@@ -38,3 +38,15 @@ def test_ndcg_against_hand_computed_values() -> None:
 def test_bad_k() -> None:
     with pytest.raises(ValueError, match="positive"):
         agreement_at_k(TEN, TEN, 0)
+
+
+def test_a_shadow_that_answers_nothing_agrees_with_nothing() -> None:
+    # the primary answered, the shadow returned no hit: no overlap, no gain (only two empty
+    # answers agree fully)
+    assert agreement_at_k(["a", "b", "c"], [], 5) == 0.0
+    assert agreement_at_k(TEN, [], 5) == 0.0
+    assert agreement_at_k(["a"], [], 1) == 0.0
+    assert ndcg_at_k(["a"], [], 10) == 0.0
+    assert ndcg_at_k(TEN, [], 5) == 0.0
+    # and the other way round: hits where the primary has none
+    assert agreement_at_k([], ["x"], 5) == 0.0

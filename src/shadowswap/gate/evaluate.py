@@ -319,7 +319,8 @@ def _needed_text(more: int, exact: bool, unit: str, seconds: float | None) -> st
 def _judge(
     c: Criterion, evidence: Evidence, criteria: Criteria, baseline: Evidence | None
 ) -> CriterionResult:
-    min_n = c.min_samples if c.min_samples is not None else criteria.min_samples
+    # at least one sample whatever min_samples says: "0 errors in 0 reads" is no evidence
+    min_n = max(1, c.min_samples if c.min_samples is not None else criteria.min_samples)
     threshold = _threshold(c, criteria, baseline, min_n)
     unit = unit_of(c.statistic)
     m: _Measured | str | None = None
