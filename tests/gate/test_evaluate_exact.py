@@ -63,6 +63,7 @@ NOTHING_YET = Evidence(
     compared=0,
     mismatches=0,
     foreign_hits=0,
+    stale_hits=0,
     shadow_errors=0,
     drops={"timeout": 0, "queue_full": 0},
     reads=0,
@@ -511,17 +512,15 @@ def test_an_unknown_statistic_says_where_to_get_it() -> None:
     def detail(statistic: str) -> str:
         return one(Criterion("c", statistic, "<=", 0.0), Evidence()).detail
 
-    # by statistic: only the observation log has hit ids
-    assert "--observations" in detail("foreign_hit_ratio")
-    assert "--prometheus" not in detail("foreign_hit_ratio")
+    # any statistic but the reconcile's: the log alone has it (issue 15), or a metrics source
+    for statistic in ("foreign_hit_ratio", "agreement_at_5_mean", "shadow_latency_p95_s",
+                      "dual_write_errors", "drop_ratio", "breaker_open"):  # fmt: skip
+        said = detail(statistic)
+        assert "RETRIEVAL_OBSERVATIONS_DIR" in said and "--observations" in said, statistic
+        assert "--metrics-url" in said and "--prometheus" in said, statistic
+        assert "None" not in said, statistic
     assert "shadowswap reconcile" in detail("reconcile_drift")
-    # by kind: samples come from either source
-    for statistic in ("agreement_at_5_mean", "shadow_latency_p95_s"):
-        assert "--observations or --prometheus" in detail(statistic), statistic
-    # neither: only metrics have it
-    for statistic in ("dual_write_errors", "drop_ratio", "breaker_open"):
-        assert "--prometheus" in detail(statistic) and "--observations" not in detail(statistic)
-        assert "None" not in detail(statistic)
+    assert "--prometheus" not in detail("reconcile_drift")
 
 
 def test_the_detail_shows_the_bounds_of_sampled_statistics_only() -> None:
@@ -549,6 +548,8 @@ def test_the_detail_keeps_the_estimate_beside_a_note_and_a_rollback() -> None:
 def test_the_detail_of_none_seen_says_in_how_many() -> None:
     ev = Evidence(compared=300, shadow_errors=0)
     held = one(Criterion("e", "shadow_error_ratio", "<=", 0.0, rollback_threshold=0.005), ev)
-    assert held.passed is None and "300" in held.detail and "0.005" in held.detail
+    assert held.passed is None and "300" in held.detail and "0.5 %" in held.detail
+    # 0 in n is below 0.5 % from n = 598 (ln 0.05 / ln 0.995 = 597.6): 298 more
+    assert held.needed == 298 and "298 more shadow reads" in held.detail
     passed = one(Criterion("e", "shadow_error_ratio", "<=", 0.0), ev)
-    assert "300" in passed.detail and "0.009936" in passed.detail
+    assert "300" in passed.detail and "0.994 %" in passed.detail
