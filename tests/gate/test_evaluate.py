@@ -3,6 +3,7 @@ roll back."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields, replace
 
 import numpy as np
@@ -187,3 +188,49 @@ def test_a_mean_between_its_bounds_says_how_many_more_samples() -> None:
     mean, var = 0.93, float(np.var(samples, ddof=1))
     assert stats.empirical_bernstein(n, mean, var, 1.0, 0.95)[0] >= 0.9
     assert stats.empirical_bernstein(n - 1, mean, var, 1.0, 0.95)[0] < 0.9
+
+
+def test_each_statistic_names_what_one_sample_is() -> None:
+    from shadowswap.gate.evaluate import unit_of
+
+    assert unit_of("shadow_error_ratio") == unit_of("drop_ratio") == "shadow reads"
+    assert unit_of("read_error_ratio") == "reads"
+    for statistic in ("mismatch_ratio", "foreign_hit_ratio", "agreement_at_5_mean",
+                      "shadow_latency_p95_s"):  # fmt: skip
+        assert unit_of(statistic) == "comparisons", statistic
+    assert unit_of("outbox_size") == unit_of("breaker_open") == ""
+
+
+def test_a_rate_between_its_bounds_says_how_many_more_trials_at_the_rate_seen() -> None:
+    """12 mismatches in 100 against <= 15 %: the Clopper-Pearson upper bound straddles; the
+    count is the smallest n whose bound at 12 % clears 15 %, and n - 1 does not."""
+    from shadowswap.gate import stats
+
+    ev = healthy(mismatches=12, compared=100, window_s=50.0)
+    c = Criterion("m", "mismatch_ratio", "<=", 0.15)
+    r = evaluate(ev, Criteria((c,), 0.95, 100)).criteria[0]
+    assert r.passed is None and r.needed is not None and r.needed > 0
+    n = 100 + r.needed
+    assert stats.clopper_pearson(round(0.12 * n), n, 0.95)[1] <= 0.15
+    assert stats.clopper_pearson(round(0.12 * (n - 1)), n - 1, 0.95)[1] > 0.15
+    assert r.needed_s == pytest.approx(r.needed * 50.0 / 100)
+    assert f"about {r.needed:,} more comparisons needed" in r.detail
+    # a rate already beyond the threshold: more samples cannot make it pass
+    worse = evaluate(healthy(mismatches=16, compared=100), Criteria((c,), 0.95, 100))
+    assert worse.criteria[0].needed is None
+
+
+def test_too_few_samples_from_a_histogram_say_at_least_how_many() -> None:
+    from shadowswap.gate import Histogram
+
+    ev = Evidence(agreement_at_5=Histogram(40, 40.0, ((1.0, 40), (math.inf, 40))))
+    c = Criterion("a", "agreement_at_5_mean", ">=", 0.9)
+    r = evaluate(ev, Criteria((c,), 0.95, 100)).criteria[0]
+    assert r.passed is None and r.needed == 60
+    assert "at least 60 more comparisons needed" in r.detail and r.needed_s is None
+
+
+def test_stale_hits_fail_on_the_stale_count() -> None:
+    r = evaluate(healthy(stale_hits=5), default_criteria())
+    assert by_name(r)["stale_hits"].passed is False and by_name(r)["foreign_hits"].passed
+    assert by_name(r)["stale_hits"].value == pytest.approx(5 / 3000)
