@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shadowswap.shadow.recent import RecentWrites
-from shadowswap.stores.base import BaseStore, VectorStore
+from shadowswap.stores.base import VectorStore
 from shadowswap.values import Hit
 
 CLASSES = ("foreign", "stale", "ranking", "late", "unchecked")
@@ -56,9 +56,9 @@ class Judged:
 def hashes(store: VectorStore, tenant: str, doc_ids: Sequence[str]) -> dict[str, str]:
     """Content hashes of those of ``doc_ids`` the tenant holds in ``store``: the adapters'
     ``hashes`` (no vectors read) when the store has it, else from ``get``."""
-    if isinstance(store, BaseStore) or hasattr(store, "hashes"):
-        found: dict[str, str] = store.hashes(tenant, doc_ids)
-        return found
+    lookup = getattr(store, "hashes", None)  # BaseStore and the fault wrappers have it
+    if callable(lookup):
+        return dict(lookup(tenant, doc_ids))
     return {doc_id: doc.content_hash for doc_id, doc in store.get(tenant, doc_ids).items()}
 
 
@@ -90,21 +90,16 @@ def judge(
     in_primary = {h.doc_id for h in primary}
     extras = list(dict.fromkeys(h.doc_id for h in shadow if h.doc_id not in in_primary))
     to_check = [d for d in extras if d not in changed]
-    if primary_store is None or not to_check:
-        p, s = same_moment(primary, shadow, changed)
-        late = tuple(d for d in extras if d in changed)
-        return Judged(
-            p, s, left_out=tuple(sorted(changed)), late=late, ranking=(),
-            unchecked=tuple(to_check) if primary_store is None else (),
-            looked_up=primary_store is not None,
-        )  # fmt: skip
-    unchecked: list[str] = []
-    try:
-        in_primary_now = hashes(primary_store, tenant, to_check)
-        held = [d for d in to_check if d in in_primary_now]
-        in_target = hashes(shadow_store, tenant, held) if held else {}
-    except Exception:  # noqa: BLE001 - a lookup that fails judges nothing, it never raises
-        in_primary_now, in_target, unchecked = {}, {}, list(to_check)
+    in_primary_now: dict[str, str] = {}
+    in_target: dict[str, str] = {}
+    unchecked: list[str] = [] if primary_store is not None else list(to_check)
+    if primary_store is not None and to_check:
+        try:
+            in_primary_now = hashes(primary_store, tenant, to_check)
+            held = [d for d in to_check if d in in_primary_now]
+            in_target = hashes(shadow_store, tenant, held) if held else {}
+        except Exception:  # noqa: BLE001 - a lookup that fails judges nothing, it never raises
+            in_primary_now, in_target, unchecked = {}, {}, list(to_check)
     if recent is not None:  # a write may have landed while we looked
         changed |= recent.changed_since(tenant, to_check, since)
     foreign: list[str] = []
@@ -127,5 +122,5 @@ def judge(
         left_out=tuple(sorted(changed)),
         late=tuple(d for d in extras if d in changed),
         foreign=tuple(foreign), stale=tuple(stale), ranking=tuple(ranking),
-        unchecked=tuple(unchecked), looked_up=True,
+        unchecked=tuple(unchecked), looked_up=primary_store is not None,
     )  # fmt: skip
