@@ -29,6 +29,8 @@ Schema (format 1)::
                       last_error, last_attempt_at, lease_owner, lease_until): no content
     outbox_dropped   (tenant, doc_id, destination) -> reason, dropped_at: for reconcile
     outbox_counters  size (kept by triggers), dropped_full, dropped_ttl
+    outbox_tenants   tenant -> dropped_full, dropped_ttl (its share of those totals; added
+                     by issue 16 with CREATE IF NOT EXISTS, so format 1 files gain it on open)
 
 A file that is not a SQLite database, or one that belongs to something else, is refused with
 an error naming the file; nothing is ever written to it.
@@ -54,7 +56,7 @@ from shadowswap.errors import (
 )
 
 FORMAT = "1"
-_TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters")
+_TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters", "outbox_tenants")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox_items (
@@ -83,6 +85,11 @@ CREATE TABLE IF NOT EXISTS outbox_dropped (
     PRIMARY KEY (tenant, doc_id, destination)
 );
 CREATE TABLE IF NOT EXISTS outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_tenants (
+    tenant TEXT PRIMARY KEY,
+    dropped_full INTEGER NOT NULL DEFAULT 0,
+    dropped_ttl INTEGER NOT NULL DEFAULT 0
+);
 INSERT OR IGNORE INTO outbox_counters (name, value)
     VALUES ('size', 0), ('dropped_full', 0), ('dropped_ttl', 0);
 CREATE TRIGGER IF NOT EXISTS outbox_items_added AFTER INSERT ON outbox_items
@@ -168,6 +175,7 @@ class SqliteOutbox(SqlOutbox):
         "items": "outbox_items",
         "dropped": "outbox_dropped",
         "counters": "outbox_counters",
+        "tenants": "outbox_tenants",
     }
 
     def __init__(
