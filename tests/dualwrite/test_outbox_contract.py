@@ -301,3 +301,14 @@ def test_tenant_share(capacity: int, fraction: float, share: int) -> None:
 def test_max_deferrable_is_all_but_one_share() -> None:
     assert max_deferrable(1000, 100) == 900
     assert max_deferrable(10, 0) == 10
+
+
+def test_a_claim_may_pass_over_documents_that_failed_recently(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"))
+    first = outbox.claim("me", limit=1, after=0, upto=BIG, now=NOW)
+    outbox.fail("me", [i.seq for i in first.items], "down", now=NOW)
+    soon = outbox.claim("drain", limit=9, after=0, upto=BIG, now=NOW + 5, retry_s=10)
+    assert [i.seq for i in soon.items] == [s[1]]
+    outbox.release("drain", [s[1]])
+    later = outbox.claim("drain", limit=9, after=0, upto=BIG, now=NOW + 10.5, retry_s=10)
+    assert [i.seq for i in later.items] == s

@@ -263,11 +263,13 @@ class Outbox(Protocol):
         upto: int,
         now: float,
         lease_s: float = DEFAULT_LEASE_S,
+        retry_s: float = 0.0,
     ) -> Claim:
         """Lease whole documents whose items have ``after < seq <= upto``, oldest first,
         until about ``limit`` items (a document is never split; the first one is always
         taken). Documents with an item at ``seq <= after`` are passed over: this run has
-        already seen them."""
+        already seen them; so are documents with an item that failed less than ``retry_s``
+        ago (the writer's continuous drain backs off from them; the cron replay passes 0)."""
 
     def ack(self, owner: str, seqs: Sequence[int]) -> int: ...
 

@@ -331,6 +331,7 @@ class SqlOutbox(abc.ABC):
         upto: int,
         now: float,
         lease_s: float = DEFAULT_LEASE_S,
+        retry_s: float = 0.0,
     ) -> Claim:
         scan = self._sql(
             "SELECT seq, tenant, doc_id FROM {items} WHERE seq > ? AND seq <= ? "
@@ -338,7 +339,8 @@ class SqlOutbox(abc.ABC):
         )
         blocked = self._sql(
             "SELECT 1 FROM {items} WHERE tenant = ? AND doc_id = ? AND (seq <= ? OR "
-            "(lease_until > ? AND lease_owner <> ?)) LIMIT 1"
+            "(lease_until > ? AND lease_owner <> ?) OR "
+            "(attempts > 0 AND last_attempt_at > ?)) LIMIT 1"
         )
         whole = self._sql(
             f"SELECT {_ITEM_COLUMNS} FROM {{items}} WHERE tenant = ? AND doc_id = ? "
@@ -357,7 +359,8 @@ class SqlOutbox(abc.ABC):
                     if (tenant, doc_id) in seen:
                         continue
                     seen.add((tenant, doc_id))
-                    if q.one(blocked, (tenant, doc_id, after, now, owner)) is not None:
+                    hit = q.one(blocked, (tenant, doc_id, after, now, owner, now - retry_s))
+                    if hit is not None:
                         continue
                     taken += [_item(r) for r in q.all(whole, (tenant, doc_id, upto))]
                     if len(taken) >= limit:
