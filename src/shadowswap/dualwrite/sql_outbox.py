@@ -12,10 +12,11 @@ SQL is written with ``?`` placeholders and ``{items}``, ``{dropped}``, ``{counte
 ``{tenants}`` table names; each dialect fills them in.
 
 Tenants' shares (`shadowswap.dualwrite.outbox`, "shares") are decided in the transaction
-that inserts, from one ``GROUP BY tenant`` count of the items stored: at most ``capacity``
-rows read through the ``(tenant, doc_id, seq)`` index, only when shares are on. A counter
-row per tenant kept by triggers would save that scan but make every append of a tenant wait
-on one hot row in PostgreSQL, which is what the ``count(*)`` there avoids already. Drops are
+that inserts, from the items each tenant holds (`SqlOutbox._per_tenant`): SQLite reads
+counters kept by triggers (one row per tenant, as its ``size``), so an append costs the same
+whatever the outbox holds; PostgreSQL counts them (``GROUP BY tenant`` through the
+``(tenant, doc_id, seq)`` index), because a counter row would make every append of a tenant
+wait on one hot row, which is what its ``count(*)`` avoids already. Drops are
 also counted per tenant in ``{tenants}`` (one row per tenant that ever lost a change): the
 status page shows them, and the metric keeps its one ``reason`` label (a label per tenant
 would make its cardinality the number of tenants).
@@ -191,6 +192,7 @@ class SqlOutbox(abc.ABC):
         return admitted, refused
 
     def _per_tenant(self, q: Query) -> dict[str, int]:
+        """Items stored per tenant (tenants holding none are left out)."""
         rows = q.all(self._sql("SELECT tenant, COUNT(*) FROM {items} GROUP BY tenant"))
         return {str(tenant): int(n) for tenant, n in rows}
 
@@ -274,6 +276,7 @@ class SqlOutbox(abc.ABC):
         return [
             TenantUse(tenant, held.get(tenant, 0), *drops.get(tenant, (0, 0)))
             for tenant in sorted(held.keys() | drops.keys())
+            if held.get(tenant, 0) or any(drops.get(tenant, (0, 0)))
         ]
 
     def last_seq(self) -> int:
