@@ -58,14 +58,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shadowswap.clock import Clock
-from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
+from shadowswap.dualwrite.breaker import Breaker, BreakerConfig, Ticket
 from shadowswap.dualwrite.figures import OutboxSampler
 from shadowswap.dualwrite.logfields import describe, error_fields
 from shadowswap.dualwrite.outbox import Item, Outbox
 from shadowswap.dualwrite.replay import Replayer
-from shadowswap.errors import ConfigError
+from shadowswap.errors import ConfigError, MissingDependency
 from shadowswap.metrics import Metrics
-from shadowswap.settings.config import SettingsSource
+from shadowswap.settings.config import Settings, SettingsSource
 from shadowswap.shadow.recent import RecentWrites
 from shadowswap.stores.base import VectorStore
 
@@ -285,34 +285,57 @@ class Applier:
         self._drain_at = time.monotonic() + pause
 
     def _drain_batch(self) -> bool:
-        """True when a batch was claimed (the pass goes on after a pause)."""
+        """True when a batch was claimed and applied (the pass goes on after a pause)."""
+        claimed = self._drain_claim()
+        if claimed is None:
+            return False
+        items, settings, ticket = claimed
+        return self._drain_apply(items, settings, ticket)
+
+    def _drain_claim(self) -> tuple[tuple[Item, ...], Settings, Ticket] | None:
+        """The next items of the pass, leased to the drain, with the breaker's ticket."""
+        if len(self._stores) < 2:  # a writer without a target has nothing to drain into
+            return None
         settings = self._settings.current()
         config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
         if self._breaker.refuses(config):
-            return False
+            return None
         if self._pass is None:
             upto = self._outbox.last_seq()
             if upto == 0:
-                return False
+                return None
             self._pass = (0, upto)
         cursor, upto = self._pass
-        owner = self._drainer.owner
         claim = self._outbox.claim(
-            owner, limit=self._max_batch, after=cursor, upto=upto, now=self._clock.now(),
-            lease_s=self._lease_s, retry_s=self._drain_retry_s,
+            self._drainer.owner, limit=self._max_batch, after=cursor, upto=upto,
+            now=self._clock.now(), lease_s=self._lease_s, retry_s=self._drain_retry_s,
         )  # fmt: skip
         self._pass = (claim.cursor, upto)
         if not claim.items:
-            return False
-        seqs = [i.seq for i in claim.items]
+            return None
         ticket = self._breaker.attempt(config)
         if ticket is None:  # opened meanwhile, or another call holds the half-open trial
-            self._outbox.release(owner, seqs)
-            return False
+            self._outbox.release(self._drainer.owner, [i.seq for i in claim.items])
+            return None
+        return claim.items, settings, ticket
+
+    def _drain_apply(self, items: tuple[Item, ...], settings: Settings, ticket: Ticket) -> bool:
+        """Apply drained items by the replay rules; tell the breaker how the target did."""
+        config = BreakerConfig(settings.cb_threshold, settings.cb_window_s)
+        owner, seqs = self._drainer.owner, [i.seq for i in items]
         started = self._clock.monotonic()
         problem: str | None
         try:
-            report = self._drainer.apply(claim.items)
+            report = self._drainer.apply(items)
+        except (ConfigError, MissingDependency) as exc:  # not the target's health: no failure
+            self._outbox.release(owner, seqs)
+            self._breaker.record(ticket, ok=True, config=config)
+            log.warning(
+                "outbox drain cannot apply these items with this configuration; they stay "
+                "for replay-outbox",
+                extra={"items": len(seqs), **error_fields(exc)},
+            )
+            return False
         except Exception as exc:  # noqa: BLE001 - the items stay for the next pass
             problem = describe(exc)
             self._outbox.release(owner, seqs)
