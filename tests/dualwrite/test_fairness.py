@@ -25,6 +25,7 @@ from shadowswap.similarity import Metric
 from shadowswap.stores.base import VectorStore
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.stores.lancedb import LanceDBStore
+from shadowswap.sync.reconcile import Reconcile
 from shadowswap.testing.faults import FlappingStore
 from tests.dualwrite.conftest import closed_after_test, doc, sqlite_outbox, static
 from tests.metrics_helpers import RecordingMetrics
@@ -186,3 +187,9 @@ def test_after_an_outage_the_outbox_drains_by_itself_and_later_writes_are_not_dr
     held = set(target.get("a", [f"a{i}" for i in range(60)]))
     assert held == stored_a
     assert r.target.count("b") == 4 + 30
+    # reconcile finds exactly a's dropped documents, none of b's, and repairs them
+    found = {d.tenant: d for d in Reconcile(r.primary, target).run().tenants}
+    assert (found["a"].missing, found["a"].drift) == (len(dropped_a), len(dropped_a))
+    assert found["b"].drift == 0
+    assert Reconcile(r.primary, target, repair=True).run().drift == 0
+    assert set(target.get("a", [f"a{i}" for i in range(60)])) == {f"a{i}" for i in range(60)}
