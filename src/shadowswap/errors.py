@@ -3,7 +3,8 @@
     ShadowswapError                 root: catch this to catch everything we raise
     ├── ConfigError                 a bad configuration value (variable, value, accepted)
     ├── InvalidInput                bad input from a caller (field, reason)
-    │   └── DimensionMismatch       a vector of the wrong length for the store
+    │   ├── DimensionMismatch       a vector of the wrong length for the store
+    │   └── BatchTooLarge           a dual write with more changes than may wait in the outbox
     ├── MissingDependency           a backend's extra is not installed (kind, extra)
     ├── WriteError                  a file could not be written (path); what was there is kept
     ├── Refused                     a rollout move was refused by a safety check (reasons)
@@ -68,6 +69,26 @@ class DimensionMismatch(InvalidInput):
             field,
             f"vector has {got} dimensions but {held} {expected}-dimensional vectors; "
             "embed with the same model as the stored documents",
+        )
+
+
+class BatchTooLarge(InvalidInput):
+    """A dual write has more changes than one tenant may ever hold in the outbox
+    (``RETRIEVAL_DUAL_WRITE_OUTBOX_MAX`` minus one tenant share): refused whole, before
+    anything was written. The limit depends on the settings only, so the same batch is
+    refused again: split it."""
+
+    def __init__(self, field: str, changes: int, limit: int, capacity: int, share: int) -> None:
+        self.changes = changes
+        self.limit = limit
+        self.capacity = capacity
+        self.share = share
+        super().__init__(
+            field,
+            f"{changes} changes in one dual write, but at most {limit} may wait in the outbox "
+            f"for one tenant (RETRIEVAL_DUAL_WRITE_OUTBOX_MAX={capacity} minus one tenant "
+            f"share of {share}); nothing was written: send them in batches of at most "
+            f"{limit}, or raise RETRIEVAL_DUAL_WRITE_OUTBOX_MAX",
         )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowswap.dualwrite.outbox import Change, Outbox
+from shadowswap.dualwrite.outbox import Change, Outbox, TenantUse, max_deferrable, tenant_share
 from shadowswap.dualwrite.sqlite_outbox import SqliteOutbox
 from shadowswap.values import Document
 from tests.dualwrite.conftest import KINDS, doc, make_outbox
@@ -216,3 +216,99 @@ def test_items_appended_leased_are_left_alone_until_the_lease_expires(outbox: Ou
     assert outbox.ack("writer", [mine.seqs[0]]) == 1  # the writer applied it
     late = outbox.claim("cron2", limit=9, after=0, upto=BIG, now=NOW + 60.5).items
     assert [i.seq for i in late] == [mine.seqs[1]]  # the writer died: its lease expired
+
+
+# -- tenants' shares (issue 16) ------------------------------------------------------------
+def fill(box: Outbox, tenant: str, n: int, *, capacity: int, share: int, start: int = 0) -> int:
+    """Append ``n`` changes of ``tenant`` in one call; how many were stored."""
+    changes = [up(tenant, f"{tenant}{i}") for i in range(start, start + n)]
+    result = box.append(changes, now=NOW, capacity=capacity, ttl_s=3600, share=share)
+    assert len(result.seqs) + len(result.refused) == n
+    assert list(result.refused) == changes[len(result.seqs) :]  # the first ones are stored
+    return len(result.seqs)
+
+
+def test_a_flooding_tenant_leaves_one_share_free_for_a_tenant_that_has_not_written(
+    outbox: Outbox,
+) -> None:
+    assert fill(outbox, "a", 10, capacity=10, share=2) == 8  # all but one share
+    assert fill(outbox, "a", 1, capacity=10, share=2, start=10) == 0
+    assert fill(outbox, "b", 3, capacity=10, share=2) == 2  # b's share, not one more
+    assert outbox.stats().size == 10
+    assert outbox.tenants() == [TenantUse("a", 8, 3, 0), TenantUse("b", 2, 1, 0)]
+    assert {d.tenant for d in outbox.dropped()} == {"a", "b"}
+
+
+def test_a_tenant_below_its_share_keeps_the_rest_of_it_reserved(outbox: Outbox) -> None:
+    assert fill(outbox, "b", 1, capacity=10, share=2) == 1
+    # a may hold its share, then only what leaves b's other item and one new share free
+    assert fill(outbox, "a", 10, capacity=10, share=2) == 6
+    assert fill(outbox, "c", 5, capacity=10, share=2) == 2  # the new tenant's share
+    assert fill(outbox, "b", 5, capacity=10, share=2, start=1) == 1  # b's share, complete
+    assert outbox.stats().size == 10
+    held = {u.tenant: u.items for u in outbox.tenants()}
+    assert held == {"a": 6, "b": 2, "c": 2}
+
+
+def test_beyond_its_share_a_tenant_uses_free_capacity(outbox: Outbox) -> None:
+    assert fill(outbox, "a", 5, capacity=100, share=2) == 5
+    assert fill(outbox, "b", 50, capacity=100, share=2) == 50
+    assert fill(outbox, "a", 50, capacity=100, share=2, start=5) == 43  # 98 = 100 - share
+    assert [u.items for u in outbox.tenants()] == [48, 50]
+
+
+def test_the_exact_edge_of_a_share(outbox: Outbox) -> None:
+    # a holds capacity - share - 1: exactly one more fits, and the next does not
+    assert fill(outbox, "a", 6, capacity=9, share=2) == 6
+    assert fill(outbox, "a", 1, capacity=9, share=2, start=6) == 1
+    assert fill(outbox, "a", 1, capacity=9, share=2, start=7) == 0
+    assert fill(outbox, "b", 2, capacity=9, share=2) == 2
+    assert outbox.stats().size == 9
+
+
+def test_items_being_applied_count_and_leaving_frees_the_share(outbox: Outbox) -> None:
+    assert fill(outbox, "a", 10, capacity=10, share=2) == 8
+    claim = outbox.claim("me", limit=3, after=0, upto=BIG, now=NOW)
+    assert fill(outbox, "a", 1, capacity=10, share=2, start=20) == 0  # leased items count
+    outbox.ack("me", [i.seq for i in claim.items])
+    assert fill(outbox, "a", 5, capacity=10, share=2, start=30) == 3
+
+
+def test_drops_are_counted_per_tenant_for_both_reasons(outbox: Outbox) -> None:
+    outbox.append([up("a", "1"), up("b", "2")], now=NOW, capacity=BIG, ttl_s=10)
+    outbox.append([up("a", "3")], now=NOW + 20, capacity=0, ttl_s=10)  # expires a1 and b2
+    uses = {u.tenant: u for u in outbox.tenants()}
+    assert uses == {"a": TenantUse("a", 0, 1, 1), "b": TenantUse("b", 0, 0, 1)}
+    assert outbox.stats().dropped_full == 1 and outbox.stats().dropped_ttl == 2
+    assert outbox.forget_dropped([("a", "3", "faiss")]) == 1
+    assert outbox.tenants()[0] == TenantUse("a", 0, 1, 1)  # counts are history
+
+
+def test_without_shares_the_first_come_is_served(outbox: Outbox) -> None:
+    assert fill(outbox, "a", 12, capacity=10, share=0) == 10
+    assert fill(outbox, "b", 1, capacity=10, share=0) == 0
+
+
+@pytest.mark.parametrize(
+    ("capacity", "fraction", "share"),
+    [(1000, 0.1, 100), (1001, 0.1, 101), (1000, 0.0, 0), (3, 0.1, 1), (10, 0.5, 5),
+     (1, 0.5, 0), (2, 0.01, 1), (1000, 0.001, 1)],
+)  # fmt: skip
+def test_tenant_share(capacity: int, fraction: float, share: int) -> None:
+    assert tenant_share(capacity, fraction) == share
+
+
+def test_max_deferrable_is_all_but_one_share() -> None:
+    assert max_deferrable(1000, 100) == 900
+    assert max_deferrable(10, 0) == 10
+
+
+def test_a_claim_may_pass_over_documents_that_failed_recently(outbox: Outbox) -> None:
+    s = append(outbox, up("a", "1"), up("a", "2"))
+    first = outbox.claim("me", limit=1, after=0, upto=BIG, now=NOW)
+    outbox.fail("me", [i.seq for i in first.items], "down", now=NOW)
+    soon = outbox.claim("drain", limit=9, after=0, upto=BIG, now=NOW + 5, retry_s=10)
+    assert [i.seq for i in soon.items] == [s[1]]
+    outbox.release("drain", [s[1]])
+    later = outbox.claim("drain", limit=9, after=0, upto=BIG, now=NOW + 10.5, retry_s=10)
+    assert [i.seq for i in later.items] == s

@@ -112,3 +112,26 @@ def test_the_outbox_url_chooses_the_durability_level(tmp_path: Path) -> None:
         box.close()
     with pytest.raises(ConfigError, match=r"\?synchronous=normal"):
         open_outbox(f"{tmp_path / 'c.sqlite3'}?synchronous=sometimes")
+
+
+def test_a_file_from_before_tenant_counts_gets_them_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    box = SqliteOutbox(path)
+    changes = [Change.upsert(doc(t, f"{t}{i}"), "faiss") for t in "ab" for i in range(3)]
+    box.append(changes, now=1.0, capacity=100, ttl_s=100)
+    box.close()
+    db = sqlite3.connect(path)  # as a file written before issue 16 looks
+    db.executescript(
+        "DROP TRIGGER outbox_items_tenant_added; DROP TRIGGER outbox_items_tenant_removed; "
+        "DROP TABLE outbox_tenants;"
+    )
+    db.close()
+    box = SqliteOutbox(path)
+    try:
+        assert [(u.tenant, u.items) for u in box.tenants()] == [("a", 3), ("b", 3)]
+        more = [Change.upsert(doc("a", f"n{i}"), "faiss") for i in range(5)]
+        stored = box.append(more, now=2.0, capacity=10, ttl_s=100, share=2)
+        assert len(stored.seqs) == 2  # the outbox may fill to 10 - one new share = 8
+        assert [(u.tenant, u.items) for u in box.tenants()] == [("a", 5), ("b", 3)]
+    finally:
+        box.close()

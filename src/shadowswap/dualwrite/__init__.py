@@ -1,9 +1,11 @@
 """Dual write (runbook 000, phase 2): every change goes to the backend serving the tenant's
 reads and, through a circuit breaker, to the other one; what cannot reach it waits in a
-durable outbox until ``shadowswap replay-outbox`` applies it. See ``docs/dual-write.md``.
+durable outbox, shared fairly between tenants, until the writer's applier drains it (or,
+as the fallback, ``shadowswap replay-outbox``). See ``docs/dual-write.md``.
 
     writer.py           the dual writer: the caller's path, and the one place a write enters
-    applier.py          the writer's one long-lived background applier (its own thread)
+    applier.py          the writer's one long-lived background applier (its own thread):
+                        round robin over tenants, and the continuous drain of the outbox
     replay.py           the replay rules, idempotent and safe to run concurrently; the
                         ``replay-outbox`` run
     breaker.py          the circuit breaker (explicit state machine, injected clock)
@@ -23,8 +25,8 @@ appends the changes to the outbox (`outbox.py`, one durable commit, leased to it
 the breaker is closed); writes the synchronous backend; answers the caller; and hands the
 items to its `Applier` (`applier.py`), which applies them on its own thread through the
 breaker by the replay rules (`replay.py`) and acks them. Nothing calls back into the writer.
-What the applier cannot apply stays in the outbox for ``replay-outbox`` (the same rules,
-`Replayer.run`).
+What the applier cannot apply at once stays in the outbox; the applier drains it whenever the
+breaker lets it, and ``replay-outbox`` (the same rules, `Replayer.run`) is the fallback.
 
 May import: the stores (`shadowswap.stores`), the policy, the settings and the foundation
 (errors, values, clock, metrics, logs). Never the read path, sync, the operator's control plane

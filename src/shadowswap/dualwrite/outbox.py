@@ -26,10 +26,24 @@ Semantics
     seq         every item gets a sequence number that only grows and is never reused; it
                 orders the changes of one document (only the newest is applied).
     capacity    ``append`` stores changes while the outbox holds fewer than ``capacity``
-                items and refuses the rest (reason ``full``).
+                items and refuses the rest (reason ``full``), within the tenants' shares:
+    shares      with ``share`` s > 0 (`tenant_share`), every tenant has s items reserved.
+                A change of a tenant that holds fewer than s items is stored while the
+                outbox is not full. A change of a tenant that holds s or more is stored only
+                while it leaves free what the others' reserves need: the rest of the share of
+                every *other* tenant in the outbox below its share, plus one whole share for
+                a tenant that has no item yet. Counted and decided in the transaction that
+                inserts (SQLite: under the file's write lock, exact; PostgreSQL: see its
+                module). So no tenant's flood can take another's share, a tenant that has not
+                written yet still finds one share free, and a tenant alone may use all but
+                one share (`max_deferrable`: a write with more changes can never be stored
+                whole, and the writer refuses it before writing anything). Several tenants
+                new at the same moment share that one free share; ``s = 0`` turns shares
+                off (first come, first served).
     age         items older than ``ttl_s`` are deleted (reason ``ttl``) by every ``append``
                 and ``expire`` (a replay expires before it claims).
-    dropped     every refused or expired change is counted (totals in `OutboxStats`) and its
+    dropped     every refused or expired change is counted (totals in `OutboxStats`, and
+                per tenant in `Outbox.tenants`) and its
                 ``(tenant, doc_id, destination)`` recorded (`Outbox.dropped`), so that
                 reconcile can repair exactly those documents; never its content.
     claim       takes *whole documents*: every item of each claimed (tenant, doc_id), leased
@@ -47,6 +61,7 @@ Semantics
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -56,6 +71,32 @@ from shadowswap.values import Document
 Op = Literal["upsert", "delete"]
 Reason = Literal["full", "ttl"]
 DEFAULT_LEASE_S = 300.0
+
+
+def tenant_share(capacity: int, fraction: float) -> int:
+    """Items of an outbox of ``capacity`` reserved for each tenant: ``fraction`` of it
+    (``RETRIEVAL_DUAL_WRITE_OUTBOX_TENANT_SHARE``) rounded up, at least 1 when the fraction is
+    not 0, and never more than half the capacity (a tenant alone keeps the other half)."""
+    if fraction <= 0 or capacity <= 1:
+        return 0
+    return min(capacity // 2, max(1, math.ceil(capacity * fraction)))
+
+
+def max_deferrable(capacity: int, share: int) -> int:
+    """The most changes one tenant may ever hold in the outbox (all but the one share kept
+    for a tenant that has not written yet): a write with more can never be deferred whole."""
+    return capacity - share
+
+
+@dataclass(frozen=True)
+class TenantUse:
+    """One tenant's use of the outbox: items stored now, and the changes of this tenant
+    dropped since the outbox was created (history, as `OutboxStats`' totals)."""
+
+    tenant: str
+    items: int
+    dropped_full: int
+    dropped_ttl: int
 
 
 @dataclass(frozen=True)
@@ -192,9 +233,12 @@ class Outbox(Protocol):
         ttl_s: float,
         lease_owner: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        share: int = 0,
     ) -> Appended:
         """Store ``changes`` (leased to ``lease_owner`` for ``lease_s`` when given: the dual
-        writer applies its own items at once, and a replay takes them only if it died)."""
+        writer applies its own items at once, and a replay takes them only if it died),
+        within ``capacity`` and the tenants' ``share`` (module docstring); the others are
+        refused, counted and recorded (reason ``full``)."""
 
     def discard(self, seqs: Sequence[int]) -> int:
         """Delete items whatever their lease (the write they belong to failed)."""
@@ -203,6 +247,9 @@ class Outbox(Protocol):
         """Delete items older than ``ttl_s``; their (tenant, doc_id, destination)."""
 
     def stats(self) -> OutboxStats: ...
+
+    def tenants(self) -> list[TenantUse]:
+        """Every tenant with items stored or drops counted, by tenant id."""
 
     def last_seq(self) -> int:
         """The highest sequence number stored now (0 when empty)."""
@@ -216,11 +263,13 @@ class Outbox(Protocol):
         upto: int,
         now: float,
         lease_s: float = DEFAULT_LEASE_S,
+        retry_s: float = 0.0,
     ) -> Claim:
         """Lease whole documents whose items have ``after < seq <= upto``, oldest first,
         until about ``limit`` items (a document is never split; the first one is always
         taken). Documents with an item at ``seq <= after`` are passed over: this run has
-        already seen them."""
+        already seen them; so are documents with an item that failed less than ``retry_s``
+        ago (the writer's continuous drain backs off from them; the cron replay passes 0)."""
 
     def ack(self, owner: str, seqs: Sequence[int]) -> int: ...
 

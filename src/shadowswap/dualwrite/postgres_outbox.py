@@ -6,17 +6,20 @@ Why PostgreSQL and how concurrency is handled: replicas on several machines cann
 SQLite file. Appends are plain inserts (many replicas at once); the size is a ``count(*)``
 rather than a counter row, which would make every replica's append wait on one row lock, so
 the capacity is exact for one appender and may be exceeded by at most the number of
-concurrent appenders. Claims take a transaction-scoped advisory lock (so a document's items
-are always claimed whole by one replay) and lock the rows they read ``FOR UPDATE SKIP
-LOCKED`` (so a claim never waits on a row another replay is acking); leases then keep other
-replays off those documents until acked, failed, released or expired. Times are the
+concurrent appenders. The tenants' shares are decided from the same snapshot (a ``GROUP BY
+tenant`` count), so concurrent appends of a flooding tenant may reach into another's share
+by at most what they append at that moment; the next appends see them and stop. Claims
+take a transaction-scoped advisory lock (so a document's items are always claimed whole by
+one replay) and lock the rows they read ``FOR UPDATE SKIP LOCKED`` (so a claim never waits
+on a row another replay is acking); leases then keep other replays off those documents until
+acked, failed, released or expired. Times are the
 injected clock's (``time.time()`` in production): machines sharing an outbox need clocks in
 step to within a small part of the lease (300 s) and of the item TTL.
 
 The tables live in the schema ``shadowswap`` of the DSN's database (created when missing)::
 
     shadowswap.outbox_meta, shadowswap.outbox_items, shadowswap.outbox_dropped,
-    shadowswap.outbox_counters
+    shadowswap.outbox_counters, shadowswap.outbox_tenants
 
 with the columns of the SQLite outbox (``seq`` is a ``bigint`` identity). psycopg 3 comes
 with the ``postgres`` extra; this module is imported only when a DSN is configured
@@ -74,6 +77,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.outbox_dropped (
     PRIMARY KEY (tenant, doc_id, destination)
 );
 CREATE TABLE IF NOT EXISTS {SCHEMA}.outbox_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.outbox_tenants (
+    tenant TEXT PRIMARY KEY,
+    dropped_full BIGINT NOT NULL DEFAULT 0,
+    dropped_ttl BIGINT NOT NULL DEFAULT 0
+);
 INSERT INTO {SCHEMA}.outbox_counters (name, value)
     VALUES ('dropped_full', 0), ('dropped_ttl', 0) ON CONFLICT DO NOTHING;
 INSERT INTO {SCHEMA}.outbox_meta (key, value) VALUES ('format', '{FORMAT}') ON CONFLICT DO NOTHING;
@@ -108,6 +116,7 @@ class PostgresOutbox(SqlOutbox):
         "items": f"{SCHEMA}.outbox_items",
         "dropped": f"{SCHEMA}.outbox_dropped",
         "counters": f"{SCHEMA}.outbox_counters",
+        "tenants": f"{SCHEMA}.outbox_tenants",
     }
     lock_rows = " FOR UPDATE SKIP LOCKED"
 

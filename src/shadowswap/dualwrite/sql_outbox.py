@@ -8,8 +8,18 @@ appends), their DDL and their errors. Everything else — capacity, age, drop re
 document claims with leases, ack and fail by the lease owner only — lives here, so both keep
 exactly the semantics of `shadowswap.dualwrite.outbox`.
 
-SQL is written with ``?`` placeholders and ``{items}``, ``{dropped}``, ``{counters}`` table
-names; each dialect fills them in.
+SQL is written with ``?`` placeholders and ``{items}``, ``{dropped}``, ``{counters}``,
+``{tenants}`` table names; each dialect fills them in.
+
+Tenants' shares (`shadowswap.dualwrite.outbox`, "shares") are decided in the transaction
+that inserts, from the items each tenant holds (`SqlOutbox._per_tenant`): SQLite reads
+counters kept by triggers (one row per tenant, as its ``size``), so an append costs the same
+whatever the outbox holds; PostgreSQL counts them (``GROUP BY tenant`` through the
+``(tenant, doc_id, seq)`` index), because a counter row would make every append of a tenant
+wait on one hot row, which is what its ``count(*)`` avoids already. Drops are
+also counted per tenant in ``{tenants}`` (one row per tenant that ever lost a change): the
+status page shows them, and the metric keeps its one ``reason`` label (a label per tenant
+would make its cardinality the number of tenants).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from shadowswap.dualwrite.outbox import (
     OutboxStats,
     Pending,
     Reason,
+    TenantUse,
 )
 
 _CHUNK = 400  # bound parameters per IN list
@@ -112,18 +123,19 @@ class SqlOutbox(abc.ABC):
         ttl_s: float,
         lease_owner: str | None = None,
         lease_s: float = DEFAULT_LEASE_S,
+        share: int = 0,
     ) -> Appended:
         lease_until = None if lease_owner is None else now + lease_s
         with self._tx("append") as q:
             expired = self._expire(q, now, ttl_s)
-            room = max(0, capacity - self._size(q)) if changes else 0
+            admitted, refused_list = self._admit(q, changes, capacity, share)
             insert = self._sql(
                 "INSERT INTO {items} (tenant, doc_id, destination, op, content_hash, trace_id, "
                 "created_at, attempts, lease_owner, lease_until) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING seq"
             )
             seqs: list[int] = []
-            for change in changes[:room]:
+            for change in admitted:
                 row = q.one(
                     insert,
                     (
@@ -140,12 +152,49 @@ class SqlOutbox(abc.ABC):
                 )
                 assert row is not None
                 seqs.append(int(row[0]))
-            refused = tuple(changes[room:])
+            refused = tuple(refused_list)
             if refused:
                 keys = [(c.tenant, c.doc_id, c.destination) for c in refused]
                 self._record_dropped(q, keys, "full", now)
             stats = self._stats(q)
         return Appended(tuple(seqs), refused, expired, stats, now)
+
+    def _admit(
+        self, q: Query, changes: Sequence[Change], capacity: int, share: int
+    ) -> tuple[list[Change], list[Change]]:
+        """Which of ``changes`` fit, in order (`shadowswap.dualwrite.outbox`, "shares")."""
+        if not changes:
+            return [], []
+        size = self._size(q)
+        if share <= 0:
+            room = max(0, capacity - size)
+            return list(changes[:room]), list(changes[room:])
+        held = self._per_tenant(q)
+        # what the tenants below their share may still claim, all together
+        owed = sum(share - n for n in held.values() if n < share)
+        admitted: list[Change] = []
+        refused: list[Change] = []
+        for change in changes:
+            mine = held.get(change.tenant, 0)
+            # within its share: while not full; beyond it: leave the others' reserves and
+            # one new share free
+            limit = capacity if mine < share else capacity - owed - share
+            if size + 1 > limit:
+                refused.append(change)
+                continue
+            admitted.append(change)
+            size += 1
+            held[change.tenant] = mine + 1
+            if mine == 0:  # a tenant arrives: the rest of its share is reserved from now on
+                owed += share - 1
+            elif mine < share:
+                owed -= 1
+        return admitted, refused
+
+    def _per_tenant(self, q: Query) -> dict[str, int]:
+        """Items stored per tenant (tenants holding none are left out)."""
+        rows = q.all(self._sql("SELECT tenant, COUNT(*) FROM {items} GROUP BY tenant"))
+        return {str(tenant): int(n) for tenant, n in rows}
 
     def discard(self, seqs: Sequence[int]) -> int:
         if not seqs:
@@ -187,6 +236,16 @@ class SqlOutbox(abc.ABC):
             self._sql("UPDATE {counters} SET value = value + ? WHERE name = ?"),
             (len(keys), f"dropped_{reason}"),
         )
+        per_tenant: dict[str, int] = {}
+        for tenant, _, _ in keys:
+            per_tenant[tenant] = per_tenant.get(tenant, 0) + 1
+        count = self._sql(
+            "INSERT INTO {tenants} AS t (tenant, dropped_full, dropped_ttl) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant) DO UPDATE SET dropped_full = t.dropped_full + "
+            "excluded.dropped_full, dropped_ttl = t.dropped_ttl + excluded.dropped_ttl"
+        )
+        for tenant, n in sorted(per_tenant.items()):
+            q.run(count, (tenant, n if reason == "full" else 0, n if reason == "ttl" else 0))
 
     # -- reading --------------------------------------------------------------------------
     def stats(self) -> OutboxStats:
@@ -206,6 +265,19 @@ class SqlOutbox(abc.ABC):
             dropped_full=counters.get("dropped_full", 0),
             dropped_ttl=counters.get("dropped_ttl", 0),
         )
+
+    def tenants(self) -> list[TenantUse]:
+        with self._tx("tenants", write=False) as q:
+            held = self._per_tenant(q)
+            drops = {
+                str(r[0]): (int(r[1]), int(r[2]))
+                for r in q.all(self._sql("SELECT tenant, dropped_full, dropped_ttl FROM {tenants}"))
+            }
+        return [
+            TenantUse(tenant, held.get(tenant, 0), *drops.get(tenant, (0, 0)))
+            for tenant in sorted(held.keys() | drops.keys())
+            if held.get(tenant, 0) or any(drops.get(tenant, (0, 0)))
+        ]
 
     def last_seq(self) -> int:
         with self._tx("last_seq", write=False) as q:
@@ -262,6 +334,7 @@ class SqlOutbox(abc.ABC):
         upto: int,
         now: float,
         lease_s: float = DEFAULT_LEASE_S,
+        retry_s: float = 0.0,
     ) -> Claim:
         scan = self._sql(
             "SELECT seq, tenant, doc_id FROM {items} WHERE seq > ? AND seq <= ? "
@@ -269,7 +342,8 @@ class SqlOutbox(abc.ABC):
         )
         blocked = self._sql(
             "SELECT 1 FROM {items} WHERE tenant = ? AND doc_id = ? AND (seq <= ? OR "
-            "(lease_until > ? AND lease_owner <> ?)) LIMIT 1"
+            "(lease_until > ? AND lease_owner <> ?) OR "
+            "(attempts > 0 AND last_attempt_at > ?)) LIMIT 1"
         )
         whole = self._sql(
             f"SELECT {_ITEM_COLUMNS} FROM {{items}} WHERE tenant = ? AND doc_id = ? "
@@ -288,7 +362,8 @@ class SqlOutbox(abc.ABC):
                     if (tenant, doc_id) in seen:
                         continue
                     seen.add((tenant, doc_id))
-                    if q.one(blocked, (tenant, doc_id, after, now, owner)) is not None:
+                    hit = q.one(blocked, (tenant, doc_id, after, now, owner, now - retry_s))
+                    if hit is not None:
                         continue
                     taken += [_item(r) for r in q.all(whole, (tenant, doc_id, upto))]
                     if len(taken) >= limit:

@@ -29,6 +29,11 @@ Schema (format 1)::
                       last_error, last_attempt_at, lease_owner, lease_until): no content
     outbox_dropped   (tenant, doc_id, destination) -> reason, dropped_at: for reconcile
     outbox_counters  size (kept by triggers), dropped_full, dropped_ttl
+    outbox_tenants   tenant -> dropped_full, dropped_ttl (its part of those totals), items
+                     (kept by triggers, as ``size``: the tenants' shares are read from here,
+                     one row per tenant, instead of counting the items at every append).
+                     Added by issue 16 with CREATE IF NOT EXISTS: format 1 files gain it on
+                     open, and ``items`` is recounted at every open.
 
 A file that is not a SQLite database, or one that belongs to something else, is refused with
 an error naming the file; nothing is ever written to it.
@@ -54,7 +59,7 @@ from shadowswap.errors import (
 )
 
 FORMAT = "1"
-_TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters")
+_TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters", "outbox_tenants")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox_items (
@@ -83,6 +88,18 @@ CREATE TABLE IF NOT EXISTS outbox_dropped (
     PRIMARY KEY (tenant, doc_id, destination)
 );
 CREATE TABLE IF NOT EXISTS outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_tenants (
+    tenant TEXT PRIMARY KEY,
+    dropped_full INTEGER NOT NULL DEFAULT 0,
+    dropped_ttl INTEGER NOT NULL DEFAULT 0,
+    items INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS outbox_items_tenant_added AFTER INSERT ON outbox_items BEGIN
+    INSERT OR IGNORE INTO outbox_tenants (tenant) VALUES (NEW.tenant);
+    UPDATE outbox_tenants SET items = items + 1 WHERE tenant = NEW.tenant;
+END;
+CREATE TRIGGER IF NOT EXISTS outbox_items_tenant_removed AFTER DELETE ON outbox_items
+    BEGIN UPDATE outbox_tenants SET items = items - 1 WHERE tenant = OLD.tenant; END;
 INSERT OR IGNORE INTO outbox_counters (name, value)
     VALUES ('size', 0), ('dropped_full', 0), ('dropped_ttl', 0);
 CREATE TRIGGER IF NOT EXISTS outbox_items_added AFTER INSERT ON outbox_items
@@ -168,6 +185,7 @@ class SqliteOutbox(SqlOutbox):
         "items": "outbox_items",
         "dropped": "outbox_dropped",
         "counters": "outbox_counters",
+        "tenants": "outbox_tenants",
     }
 
     def __init__(
@@ -233,6 +251,13 @@ class SqliteOutbox(SqlOutbox):
         db.execute("PRAGMA wal_autocheckpoint=0")  # the _Checkpointer's job
         db.executescript(_SCHEMA)
         db.execute("INSERT OR IGNORE INTO outbox_meta (key, value) VALUES ('format', ?)", (FORMAT,))
+        db.execute("BEGIN IMMEDIATE")  # a file from before the table: count what it holds
+        db.execute(
+            "INSERT INTO outbox_tenants (tenant, items) SELECT tenant, COUNT(*) FROM "
+            "outbox_items GROUP BY tenant ON CONFLICT (tenant) DO UPDATE SET items = "
+            "excluded.items"
+        )
+        db.execute("COMMIT")
         row = db.execute("SELECT value FROM outbox_meta WHERE key = 'format'").fetchone()
         if row is None or row[0] != FORMAT:
             raise IncompatibleStore(
@@ -260,6 +285,10 @@ class SqliteOutbox(SqlOutbox):
     def _size(self, q: Query) -> int:
         row = q.one("SELECT value FROM outbox_counters WHERE name = 'size'")
         return 0 if row is None else int(row[0])
+
+    def _per_tenant(self, q: Query) -> dict[str, int]:
+        rows = q.all("SELECT tenant, items FROM outbox_tenants WHERE items > 0")
+        return {str(tenant): int(n) for tenant, n in rows}
 
     def close(self) -> None:
         self._checkpointer.close()

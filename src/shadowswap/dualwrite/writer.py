@@ -23,8 +23,12 @@ Ordering, and why
        breaker, by the replay rules (`shadowswap.dualwrite.replay`), then acks them. A batch
        that fails, or takes longer than ``RETRIEVAL_DUAL_WRITE_TIMEOUT_MS``, counts against
        the breaker; a failed batch leaves its items for ``replay-outbox`` (attempts + 1, last
-       error). Breaker open: the items are appended unleased, for ``replay-outbox``, and the
-       write is counted as skipped (``circuit_open``).
+       error). Breaker open: the items are appended unleased, and the write is counted as
+       skipped (``circuit_open``). Whatever is left in the outbox (breaker open, target down,
+       a backlog full) the applier drains by itself as soon as the breaker lets it
+       (`shadowswap.dualwrite.applier`, "Continuous drain"); ``replay-outbox`` is the
+       fallback. The outbox is shared fairly: every tenant has a reserved share
+       (``RETRIEVAL_DUAL_WRITE_OUTBOX_TENANT_SHARE``, `shadowswap.dualwrite.outbox`).
 
 Why not write the deferred backend inline after the synchronous write: the caller would wait
 for the target on every write (a 300 ms target under a 500 ms deadline would add 300 ms to
@@ -54,6 +58,21 @@ When a tenant's synchronous backend changes (a cutover step takes it, a swap, a 
     tenant in this process; processes reload settings independently, so two processes that
     write the *same document* within the reload skew (about one poll interval) with
     different plans are not ordered: docs/dual-write.md says what to do at a flip.
+
+A batch too large to defer (issue 16)
+    A write with more changes than one tenant may ever hold in the outbox
+    (`shadowswap.dualwrite.outbox.max_deferrable`: ``RETRIEVAL_DUAL_WRITE_OUTBOX_MAX`` minus
+    one tenant share, 900 by default) is refused whole, before anything is written, with
+    `shadowswap.errors.BatchTooLarge` (HTTP 413), which says the limit and how to split.
+    Stored in part, the rest would be dropped even with a healthy target and an empty
+    outbox: a silent half-write that only reconcile repairs. Splitting it here instead would
+    make the caller wait for the target to apply each part (the outbox has no room for the
+    next one until then), and the target's speed must never slow a write. The limit depends
+    only on the settings, never on the target's health or the outbox's fill, so retrying
+    the same batch gets the same answer (no ``Retry-After``: smaller batches are the fix).
+    Below that limit, while the target is behind and the tenant's share is full, that
+    tenant's further changes are dropped, counted and recorded for reconcile (outcome
+    ``dropped``); another tenant's share is never used for them.
 
 If the process dies between the append and the synchronous commit, an item may describe a
 change the synchronous backend never committed: replay applies a change only while the
@@ -90,8 +109,18 @@ from shadowswap.dualwrite.applier import Applier
 from shadowswap.dualwrite.breaker import Breaker, BreakerConfig
 from shadowswap.dualwrite.figures import OutboxSampler
 from shadowswap.dualwrite.logfields import error_fields
-from shadowswap.dualwrite.outbox import Appended, Change, Item, Key, Op, Outbox, OutboxStats
-from shadowswap.errors import ConfigError, InvalidInput, ShadowswapError
+from shadowswap.dualwrite.outbox import (
+    Appended,
+    Change,
+    Item,
+    Key,
+    Op,
+    Outbox,
+    OutboxStats,
+    max_deferrable,
+    tenant_share,
+)
+from shadowswap.errors import BatchTooLarge, ConfigError, InvalidInput, ShadowswapError
 from shadowswap.metrics import Metrics
 from shadowswap.policy import Role, plan
 from shadowswap.settings.config import Settings, SettingsSource
@@ -172,6 +201,7 @@ class DualWriter:
         max_batch_items: int = 100,
         max_backlog_items: int = 1000,
         recent: RecentWrites | None = None,
+        drain_retry_s: float = 30.0,
     ) -> None:
         if target is not None and target.metric != primary.metric:
             raise ConfigError(
@@ -201,7 +231,7 @@ class DualWriter:
         self._applier = Applier(
             outbox, self._by_kind, settings, breaker, sink, clock, self._figures,
             owner=self.owner, max_batch_items=max_batch_items, max_backlog_items=max_backlog_items,
-            recent=self.recent,
+            recent=self.recent, drain_retry_s=drain_retry_s, lease_s=lease_s,
         )  # fmt: skip
         self._lock = threading.Lock()
         self._sync_kinds: dict[str, str] = {}  # tenant -> kind its last write went to
@@ -233,6 +263,7 @@ class DualWriter:
                 trace_id=trace_id,
             )  # fmt: skip
         docs, _ = canonical_batch(tenant, documents, self._metric, kind=sync.kind)
+        _check_deferrable(settings, "documents", len(docs))
         written = unchanged = 0
 
         def write_sync() -> None:
@@ -267,6 +298,7 @@ class DualWriter:
             return WriteResult(
                 tenant, "delete", sync.kind, removed, 0, None, "none", trace_id=trace_id
             )
+        _check_deferrable(settings, "doc_ids", len(ids))
         removed = 0
 
         def write_sync() -> None:
@@ -390,7 +422,7 @@ class DualWriter:
     def _dual_write(self, job: _Job, handed: set[str]) -> tuple[Outcome, int, int]:
         settings = job.settings
         refused = self._breaker.refuses(BreakerConfig(settings.cb_threshold, settings.cb_window_s))
-        own = not refused and self._applier.has_room(len(job.changes))
+        own = not refused and self._applier.has_room(len(job.changes), job.tenant)
         appended = self._append(job, self.owner if own else None)
         try:
             job.write_sync()
@@ -424,6 +456,7 @@ class DualWriter:
                 ttl_s=settings.outbox_ttl_s,
                 lease_owner=owner,
                 lease_s=self._lease_s,
+                share=tenant_share(settings.outbox_max, settings.outbox_tenant_share),
             )
         except Exception as exc:  # noqa: BLE001 - the deferred side never fails the caller
             self._sink.dual_write_error()
@@ -440,6 +473,7 @@ class DualWriter:
                     **fields,
                     **_ids(list(appended.refused)),
                     "capacity": settings.outbox_max,
+                    "tenant_share": tenant_share(settings.outbox_max, settings.outbox_tenant_share),
                     "reason": "full",
                 },
             )
@@ -516,6 +550,16 @@ def _ids(changes: Sequence[Change]) -> dict[str, object]:
         "documents": len(changes),
         "tenants": sorted({c.tenant for c in changes}),
     }
+
+
+def _check_deferrable(settings: Settings, field: str, changes: int) -> None:
+    """Refuse, before anything is written, a write whose changes could never all wait in the
+    outbox for one tenant (module docstring, "A batch too large to defer")."""
+    capacity = settings.outbox_max
+    share = tenant_share(capacity, settings.outbox_tenant_share)
+    limit = max_deferrable(capacity, share)
+    if changes > limit:
+        raise BatchTooLarge(field, changes, limit, capacity, share)
 
 
 def _nothing() -> None:

@@ -17,6 +17,9 @@ Mapping (docs/service.md has the table):
 404    not_found               no such endpoint
 405    method_not_allowed      wrong method
 413    body_too_large          body over RETRIEVAL_MAX_BODY_BYTES
+413    batch_too_large         a dual write with more changes than may wait in the
+                               outbox for one tenant (split it; no ``Retry-After``:
+                               the limit is static, the same batch is refused again)
 415    unsupported_media_type  the body is not ``application/json``
 422    invalid_input           a field breaks a rule; dimension_mismatch for vectors
 503    backend_unavailable     the backend that must answer failed or missed its
@@ -40,6 +43,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from shadowswap.errors import (
+    BatchTooLarge,
     ConfigError,
     DimensionMismatch,
     InvalidInput,
@@ -134,6 +138,8 @@ def classify(exc: ShadowswapError) -> tuple[int, str, dict[str, str] | None]:
     retry = {"Retry-After": str(RETRY_AFTER_S)}
     if isinstance(exc, DimensionMismatch):
         return 422, "dimension_mismatch", None
+    if isinstance(exc, BatchTooLarge):
+        return 413, "batch_too_large", None
     if isinstance(exc, InvalidInput):
         return 422, "invalid_input", None
     if isinstance(exc, StoreError):

@@ -1,5 +1,10 @@
 """What ``GET /internal/retrieval/status`` and ``GET /readyz`` report, built from the runtime.
 
+The outbox part shows each tenant's use (issue 16): items held now, the share reserved for
+every tenant, and the changes of that tenant dropped so far by reason, from the outbox's own
+per-tenant totals (so drops made by another process show too). Per-tenant figures live here
+rather than as a metric label: a ``tenant`` label would make a series per tenant.
+
 Health checks of the stores run on a `Bulkhead` with a deadline (``RETRIEVAL_READ_TIMEOUT_MS``,
 at least one second): a store that hangs is reported unreachable instead of hanging the status
 page or the readiness probe, and no more than a few checks can be stuck at once.
@@ -15,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shadowswap import __version__
+from shadowswap.dualwrite.outbox import max_deferrable, tenant_share
 from shadowswap.errors import ShadowswapError
 from shadowswap.gate.freshness import reconcile_max_age_s
 from shadowswap.read.bulkhead import Bulkhead, BulkheadFull
@@ -32,6 +38,8 @@ log = logging.getLogger("shadowswap.service")
 
 _MIN_CHECK_S = 1.0
 _CHECKS_IN_FLIGHT = 4
+#: tenants listed under ``outbox.tenants`` (those holding most items, then most drops)
+_TENANTS_SHOWN = 1000
 
 
 @dataclass
@@ -152,17 +160,34 @@ class StatusReporter:
 
     def _outbox(self) -> dict[str, Any]:
         location = mask_secrets(self.runtime.outbox.location)
+        settings = self.runtime.settings.current()
+        share = tenant_share(settings.outbox_max, settings.outbox_tenant_share)
         try:
             stats = self.runtime.writer.outbox_stats()
+            uses = self.runtime.outbox.tenants()
         except ShadowswapError as exc:
             return {"location": location, "error": str(exc)}
         age = stats.oldest_age_s(self.runtime.clock.now())
+        busiest = sorted(uses, key=lambda u: (-u.items, -(u.dropped_full + u.dropped_ttl)))
         return {
             "location": location,
             "size": stats.size,
+            "capacity": settings.outbox_max,
             "oldest_age_s": None if age is None else round(age, 3),
             "dropped_full": stats.dropped_full,
             "dropped_ttl": stats.dropped_ttl,
+            "tenant_share": share,
+            "max_deferrable": max_deferrable(settings.outbox_max, share),
+            "tenants_total": len(uses),
+            "tenants": {
+                u.tenant: {
+                    "items": u.items,
+                    "share": share,
+                    "dropped_full": u.dropped_full,
+                    "dropped_ttl": u.dropped_ttl,
+                }
+                for u in sorted(busiest[:_TENANTS_SHOWN], key=lambda u: u.tenant)
+            },
         }
 
 

@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     outbox_ttl_s: Annotated[float, BeforeValidator(_number(0, math.inf, False, True))] = _var(
         names.RETRIEVAL_DUAL_WRITE_OUTBOX_TTL_S, 86400
     )
+    # ours (issue 16): the share of the outbox reserved for each tenant (dualwrite/outbox.py)
+    outbox_tenant_share: Annotated[float, BeforeValidator(_number(0, 0.5, False))] = _var(
+        names.RETRIEVAL_DUAL_WRITE_OUTBOX_TENANT_SHARE, 0.1
+    )
     # Cutover (runbook 003)
     cutover_tenants: Annotated[tuple[str, ...], BeforeValidator(_tenants)] = _var(
         names.RETRIEVAL_CUTOVER_TENANTS, ()
