@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from qdrant_client import QdrantClient, models
 
+from shadowswap.fileio import make_private_dirs
 from shadowswap.values import Vector
 
 TENANT_FIELD = "_ss_tenant"
@@ -94,6 +95,8 @@ class ClientEngine:
             self.client = QdrantClient(location=":memory:")
         else:
             self.description = f"local:{path}"
+            if path is not None:
+                make_private_dirs(Path(path))  # documents: 0700 (shadowswap.fileio)
             self.client = QdrantClient(path=path)
         self._batch = 1000 if self.local else 256  # the server caps a request at 32 MB
 
@@ -220,7 +223,7 @@ class EdgeEngine:
         self.description = str(self.root)
         self._lock = threading.RLock()
         self._identity_file = self.root / "shadowswap.json"
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.root)  # documents: 0700 (shadowswap.fileio)
         shard_dir = self.root / "shard"
         self._shard_config = shard_dir / "edge_config.json"
         if not self._identity_file.exists() and not self._shard_config.exists():
