@@ -78,6 +78,31 @@ def hold_directory(directory: Path) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def hold_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file at ``path`` (blocking), for a file that is
+    replaced by renames (an env file): once the lock is granted, ``path`` must still name the
+    locked file, else the newer one is opened and locked instead, so two holders never
+    hold two generations of the file at once. `OSError` (`FileNotFoundError`) when it
+    cannot be opened."""
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            now = path.stat()
+        except BaseException:
+            os.close(fd)
+            raise
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def probe_posix_lock(path: Path) -> bool:
     """Whether another process holds a POSIX (``lockf``) lock on ``path``; the lock is
     tried and released at once, never kept. Only for a file this process holds no POSIX

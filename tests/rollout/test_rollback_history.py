@@ -179,3 +179,14 @@ def test_the_dotenv_parse_warning_is_said_once_per_run(env: Path, tmp_path: Path
     record = json.loads(warnings[0])
     assert record["level"] == "warning" and record["env_file"] == ".env"
     assert record["line"] == 2
+
+
+def test_a_state_directory_next_to_the_env_file_does_not_block_the_apply(
+    env: Path, tmp_path: Path
+) -> None:
+    """The apply's lock (on the env file) and the write-plan record's (on the state
+    directory) are different locks, even when the state directory is the env file's."""
+    env.write_text(ORIGINAL.replace("RETRIEVAL_STATE_DIR=./state", "RETRIEVAL_STATE_DIR=."))
+    out = run(cli("rollback", *APPLY), tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "write_plan.json").is_file()

@@ -40,7 +40,6 @@ from shadowswap.rollout.phases import (
 from shadowswap.settings.config import Settings, gather, load_settings
 from shadowswap.settings.envfile import (
     Backup,
-    EnvLock,
     edit_text,
     exclusive,
     parse_values,
@@ -148,8 +147,9 @@ class PhaseMover:
             try:
                 # An apply holds the env file's edit lock until its journal line is written
                 # (as a rollback does): concurrent applies are serialised, each journaled.
-                held = stack.enter_context(exclusive(request.env_file)) if request.apply else None
-                report = self._run(request, utc_timestamp(started), t0, held)
+                if request.apply:
+                    stack.enter_context(exclusive(request.env_file))
+                report = self._run(request, utc_timestamp(started), t0)
             except ShadowswapError as exc:
                 entry = JournalEntry(
                     utc_timestamp(started),
@@ -177,9 +177,7 @@ class PhaseMover:
             append_or_explain(self._journal, entry, report.written)
             return report
 
-    def _run(
-        self, request: MoveRequest, timestamp: str, t0: float, held: EnvLock | None
-    ) -> MoveReport:
+    def _run(self, request: MoveRequest, timestamp: str, t0: float) -> MoveReport:
         snapshot = read_env(request.env_file)
         settings = load_settings(request.env_file, self._environ)
         phase = classify(settings)
@@ -200,7 +198,7 @@ class PhaseMover:
         backup = None
         if request.apply:
             at = self._clock.now()
-            backup = write_env(snapshot, new_text, backup=True, at=at, held=held)
+            backup = write_env(snapshot, new_text, backup=True, at=at)
         recorded = []
         if request.apply and touches_write_plan(move.changes):
             recorded = self._record(request, settings)

@@ -73,7 +73,6 @@ from shadowswap.settings import names
 from shadowswap.settings.config import KINDS, gather, load_settings
 from shadowswap.settings.envfile import (
     Backup,
-    EnvLock,
     EnvSnapshot,
     edit_text,
     exclusive,
@@ -286,8 +285,9 @@ class Rollback:
             try:
                 # An apply holds the env file's edit lock until its journal line is written:
                 # concurrent applies run one after the other, each journaling what it replaced.
-                held = stack.enter_context(exclusive(request.env_file)) if request.apply else None
-                report = self._run(request, progress, utc_timestamp(started), t0, held)
+                if request.apply:
+                    stack.enter_context(exclusive(request.env_file))
+                report = self._run(request, progress, utc_timestamp(started), t0)
             except ShadowswapError as exc:
                 entry = JournalEntry(
                     utc_timestamp(started),
@@ -322,7 +322,6 @@ class Rollback:
         progress: _Progress,
         timestamp: str,
         t0: float,
-        held: EnvLock | None,
     ) -> RollbackReport:
         label = str(request.env_file)
         snapshot = read_env(request.env_file)
@@ -353,7 +352,7 @@ class Rollback:
                 )
         backup: Backup | None = None
         if request.apply:
-            backup, steps = self._apply(request, plan, snapshot, steps, progress, warnings, held)
+            backup, steps = self._apply(request, plan, snapshot, steps, progress, warnings)
         smoke = None
         if self._smoke is not None:
             smoke = self._smoke.run(legacy if request.apply else None)
@@ -385,7 +384,6 @@ class Rollback:
         steps: dict[int, Step],
         progress: _Progress,
         warnings: list[str],
-        held: EnvLock | None,
     ) -> tuple[Backup | None, dict[int, Step]]:
         changes, label = plan.changes, str(request.env_file)
         at = self._clock.now()
@@ -395,7 +393,7 @@ class Rollback:
             backup = None
             if first:
                 first_text = edit_text(snapshot.text, first, label)
-                backup = write_env(snapshot, first_text, backup=True, at=at, held=held)
+                backup = write_env(snapshot, first_text, backup=True, at=at)
                 progress.written.update(first)
                 self._record(request.env_file, first, warnings)
                 self._clock.sleep(request.settle_s)
@@ -407,13 +405,12 @@ class Rollback:
                 edit_text(snapshot.text, rest, label),
                 backup=backup is None,
                 at=at,
-                held=held,
             )
             backup = backup or second
             self._record(request.env_file, rest, warnings)
         else:
             new_text = edit_text(snapshot.text, changes, label)
-            backup = write_env(snapshot, new_text, backup=True, at=at, held=held)
+            backup = write_env(snapshot, new_text, backup=True, at=at)
             self._record(request.env_file, changes, warnings)
         progress.written.update(changes)
         for number, step in steps.items():

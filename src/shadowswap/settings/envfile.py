@@ -31,9 +31,9 @@ What an edit keeps and guarantees
       at its target (above).
     * edits are serialised with an advisory lock (``flock``) on the file's real directory,
       and refused when the file changed between reading and writing (another edit got there
-      first). A command that reads, plans, writes and journals holds that lock across the
-      whole run (`exclusive`, passing the `EnvLock` to `write_env`), so concurrent applies
-      run one after the other, each seeing what the previous one left.
+      first). A command that reads, plans, writes and journals also holds a lock on the env
+      file itself across the whole run (`exclusive`), so concurrent applies run one after
+      the other, each seeing what the previous one left.
     * a file that cannot be written (read-only file or directory, full disk) raises
       `WriteError` and is left exactly as it was. Read-only is read from the permission bits
       (`shadowswap.fileio.check_writable`): root may write anything, so asking the kernel
@@ -250,29 +250,23 @@ class Backup:
     kept: Path | None = None
 
 
-@dataclass(frozen=True)
-class EnvLock:
-    """Proof that this process holds the edit lock of the env files in ``directory``."""
-
-    directory: Path
-
-
 @contextlib.contextmanager
-def exclusive(path: str | Path) -> Iterator[EnvLock | None]:
-    """Hold the edit lock of the env file at ``path`` (a ``flock`` on its real directory)
-    across a whole read-plan-write-journal run, so concurrent applies run one after the other
-    and each sees the file the previous one left. Pass what it yields to `write_env`. None
-    (nothing held) when the directory does not exist: reading the file reports that."""
-    directory = Path(os.path.realpath(path)).parent
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold the edit lock of the env file at ``path`` across a whole read-plan-write-journal
+    run, so concurrent applies run one after the other and each sees the file the previous
+    one left. The lock is a ``flock`` on the file itself (`shadowswap.locks.hold_file`, which
+    follows it across the renames that replace it), not on its directory: `write_env` and
+    the state files lock directories, which may be this one. Nothing is held when the file
+    does not exist: reading it reports that."""
+    stack = contextlib.ExitStack()
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        stack.enter_context(locks.hold_file(Path(os.path.realpath(path))))
     except FileNotFoundError:
-        yield None
-        return
+        pass
     except OSError as exc:
-        raise WriteError(str(path), f"cannot lock its directory ({exc.strerror or exc})") from exc
-    with locks.hold(fd):
-        yield EnvLock(directory)
+        raise WriteError(str(path), f"cannot lock it ({exc.strerror or exc})") from exc
+    with stack:
+        yield
 
 
 def write_env(
@@ -281,11 +275,9 @@ def write_env(
     *,
     backup: bool,
     at: float | None = None,
-    held: EnvLock | None = None,
 ) -> Backup | None:
     """Replace the env file by ``new_text`` atomically (module doc); with ``backup``, first
     keep the file as it was (`Backup`; ``at``, epoch seconds, names the timestamped copy).
-    ``held`` is the lock `exclusive` gave the caller, if it holds one.
 
     Raises `WriteError` (nothing changed on disk) when the file changed since ``snapshot``
     was read, or when it cannot be written.
@@ -293,12 +285,8 @@ def write_env(
     label = str(snapshot.path)
     changed = new_text != snapshot.text
     directory = snapshot.real.parent
-    if held is not None and held.directory == directory:
-        lock: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-    else:
-        lock = locks.hold_directory(directory)
     try:
-        with lock:
+        with locks.hold_directory(directory):
             if snapshot.real.read_bytes() != snapshot.data:
                 raise WriteError(label, "it changed since it was read (another edit?); run again")
             refusal = check_writable(snapshot.real, label)
