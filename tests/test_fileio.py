@@ -145,3 +145,18 @@ def test_write_access_is_read_from_the_bits(tmp_path: Path) -> None:
     if os.geteuid() == 0:  # os.access says yes to root; the bits say no
         assert os.access(path, os.W_OK)
         assert refusal == "it is read-only (mode 0444): chmod u+w .env to allow edits"
+
+
+def test_create_new_without_hard_links_still_never_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:  # fault: a filesystem without links
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+    create_new(tmp_path / "copy", b"data", mode=0o600)
+    assert (tmp_path / "copy").read_bytes() == b"data" and _mode(tmp_path / "copy") == 0o600
+    with pytest.raises(FileExistsError):
+        create_new(tmp_path / "copy", b"other", mode=0o600)
+    assert (tmp_path / "copy").read_bytes() == b"data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]

@@ -12,7 +12,8 @@ its own error (it knows which setting or option named the file).
 
 Creating a file that must never replace another (`create_new`: timestamped backups): the
 same temporary file, then ``link(2)`` to the final name, which fails when anything (a file, a
-symlink, even a dangling one) is already there.
+symlink, even a dangling one) is already there (on a filesystem without hard links, an
+``O_EXCL | O_NOFOLLOW`` creation in place: still never replacing, never following).
 
 Appending or opening for writing (`open_for_append`: the rollback journal, observation logs,
 lock files): ``O_NOFOLLOW``, so a symlink planted at the path is refused
@@ -93,9 +94,33 @@ def create_new(
     tmp = _write_temp(path, data, mode, owner)
     try:
         os.link(tmp, path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        _create_in_place(path, data, mode, owner)  # a filesystem without hard links
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
+def _create_in_place(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None) -> None:
+    """`create_new` where ``link(2)`` is refused: ``O_EXCL`` still never replaces nor
+    follows; a crash may leave the copy short, which the original it copies is not."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        if owner is not None:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, *owner)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_for_append(path: Path, mode: int) -> int:
