@@ -6,6 +6,8 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,44 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _locked_by_someone(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_a_file_lock_follows_the_file_across_a_rename(tmp_path: Path) -> None:
+    """A waiter that opened the old file ends up holding the new one, so two holders never
+    hold two generations of a file that renames replace (an env file)."""
+    path = tmp_path / ".env"
+    path.write_text("A=1\n")
+    waiting, got = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        waiting.set()
+        with locks.hold_file(path):
+            got.set()
+            assert _locked_by_someone(path)  # the file the path names now, not the old one
+            release.wait(10)
+
+    release = threading.Event()
+    with locks.hold_file(path):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        waiting.wait(10)
+        time.sleep(0.2)  # let the waiter open the old file and block on it
+        assert not got.is_set()
+        new = tmp_path / ".env.new"
+        new.write_text("A=2\n")
+        new.replace(path)
+    assert got.wait(10)
+    release.set()
+    thread.join(10)
+    assert not _locked_by_someone(path)

@@ -14,6 +14,7 @@ Callers map `OSError` from opening to their own error (each says what it was loc
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -30,9 +31,16 @@ class LockHeld(BlockingIOError):
 
 
 def open_lock_file(path: Path, mode: int = 0o644) -> int:
-    """A descriptor on ``path`` (its directory and the file created when missing)."""
+    """A descriptor on ``path`` (its directory and the file created when missing). A symlink
+    at ``path`` is refused (`OSError`): the holder writes its pid into the file, and that
+    write must not land in whatever the link points to."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and path.is_symlink():
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; remove it") from None
+        raise
 
 
 @contextlib.contextmanager
@@ -68,6 +76,31 @@ def hold_directory(directory: Path) -> Iterator[None]:
     cannot be opened."""
     with hold(os.open(directory, os.O_RDONLY | os.O_DIRECTORY)):
         yield
+
+
+@contextlib.contextmanager
+def hold_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file at ``path`` (blocking), for a file that is
+    replaced by renames (an env file): once the lock is granted, ``path`` must still name the
+    locked file, else the newer one is opened and locked instead, so two holders never
+    hold two generations of the file at once. `OSError` (`FileNotFoundError`) when it
+    cannot be opened."""
+    while True:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            now = path.stat()
+        except BaseException:
+            os.close(fd)
+            raise
+        if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def probe_posix_lock(path: Path) -> bool:

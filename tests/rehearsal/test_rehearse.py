@@ -71,6 +71,7 @@ def test_it_leaves_the_journal_the_env_file_and_the_reports(small_rehearsal: Reh
         "duration_s",
         "changes",
         "notes",
+        "previous",  # ours, after CONTRACT §3's fields (issue 16)
     ]
     assert all(list(entry) == fields for entry in journal)
     drill = [e for e in journal if e["notes"].startswith("rehearsal drill")]

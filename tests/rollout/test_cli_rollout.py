@@ -30,7 +30,9 @@ RUNBOOK_APPLY = (
     '--reason "incident-123"'
 )
 JOURNAL = Path("artifacts") / "rollback_drill_log.ndjson"
+#: CONTRACT §3's fields in their order, then ours: what each change replaced (issue 16)
 FIELDS = ["timestamp", "operator", "env_file", "apply", "result", "duration_s", "changes", "notes"]
+FIELDS += ["previous"]
 
 
 def runbook(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -19,11 +19,14 @@ from shadowswap.rollout.journal import (
     JournalEntry,
     check_operator,
     check_reason,
+    previous_values,
     utc_timestamp,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+#: CONTRACT §3's fields in their order, then ours: what each change replaced (issue 16)
 FIELDS = ["timestamp", "operator", "env_file", "apply", "result", "duration_s", "changes", "notes"]
+FIELDS += ["previous"]
 
 
 def entry(**overrides: object) -> JournalEntry:
@@ -36,6 +39,7 @@ def entry(**overrides: object) -> JournalEntry:
         "duration_s": 12.3,
         "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"},
         "notes": "dry-run staging",
+        "previous": {"FF_RETRIEVAL_DUAL_WRITE": "ON"},
     }
     values.update(overrides)
     return JournalEntry(**values)  # type: ignore[arg-type]
@@ -56,8 +60,34 @@ def test_a_line_has_exactly_the_contract_fields(tmp_path: Path) -> None:
         "duration_s": 12.3,
         "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"},
         "notes": "dry-run staging",
+        "previous": {"FF_RETRIEVAL_DUAL_WRITE": "ON"},
     }
     assert journal.entries() == [entry()]
+
+
+def test_a_line_written_before_previous_existed_still_reads(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.ndjson")
+    line = json.loads(entry().to_json())
+    del line["previous"]
+    journal.path.write_text(json.dumps(line) + "\n")
+    assert journal.entries() == [entry(previous={})]
+
+
+def test_previous_values_are_masked_like_every_shown_value() -> None:
+    values = {
+        "RETRIEVAL_API_KEY": "s3cret",
+        "RETRIEVAL_DUAL_WRITE_OUTBOX_URL": "postgresql://u:pw@db/outbox",
+        "FF_RETRIEVAL_DUAL_WRITE": "on",
+        "RETRIEVAL_TOKEN": "",
+    }
+    changes = dict.fromkeys([*values, "RETRIEVAL_TARGET_BACKEND"], "x")
+    assert previous_values(values, changes) == {
+        "RETRIEVAL_API_KEY": "***",
+        "RETRIEVAL_DUAL_WRITE_OUTBOX_URL": "postgresql://u:***@db/outbox",
+        "FF_RETRIEVAL_DUAL_WRITE": "on",
+        "RETRIEVAL_TOKEN": "",
+        "RETRIEVAL_TARGET_BACKEND": None,  # not set in the file
+    }
 
 
 def test_timestamps_are_utc_with_z() -> None:

@@ -125,7 +125,7 @@ def test_dry_run_writes_only_the_journal(env_file: Path, tmp_path: Path) -> None
 def test_apply_edits_once_and_keeps_a_backup(env_file: Path, tmp_path: Path) -> None:
     journal = Journal(tmp_path / "log.ndjson")
     report = Rollback(journal, environ={}).run(request(env_file))
-    assert report.backup is not None and report.backup.read_bytes() == FIXTURE.read_bytes()
+    assert report.backup is not None and report.backup.latest.read_bytes() == FIXTURE.read_bytes()
     settings = load_settings(env_file, environ={})
     assert (settings.dual_write, settings.shadow_read, settings.backend) == (False, False, "faiss")
     assert (settings.cutover_tenants, settings.cutover_percent) == ((), 0)
@@ -163,7 +163,7 @@ def test_purge_runs_after_dual_write_is_off_and_before_the_rest(
     assert seen["RETRIEVAL_CUTOVER_PERCENT"] == "10"  # step 5 not yet
     assert at - start == 6.0  # it waited for processes to stop dual writing
     assert parse_values(env_file.read_text())["FF_RETRIEVAL_SHADOW_READ"] == "OFF"
-    assert report.backup is not None and report.backup.read_bytes() == FIXTURE.read_bytes()
+    assert report.backup is not None and report.backup.latest.read_bytes() == FIXTURE.read_bytes()
     assert report.steps[1].status == "done"
     assert journal.entries()[0].notes == "incident-123; purge: deleted 3 documents"
 

@@ -10,9 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowswap.errors import ConfigError, WriteError
-from shadowswap.settings import envfile
-from shadowswap.settings.envfile import edit_text, parse_values, read_env, render_diff, write_env
+from shadowswap.errors import WriteError
+from shadowswap.settings.envfile import (
+    edit_text,
+    exclusive,
+    parse_values,
+    read_env,
+    render_diff,
+    stamped_backups,
+    write_env,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "env.staging"
 
@@ -131,76 +138,94 @@ def test_write_keeps_mode_makes_identical_backup_and_leaves_no_temp(tmp_path: Pa
     path = _copy_fixture(tmp_path)
     snapshot = read_env(path)
     new = edit_text(snapshot.text, {"FF_RETRIEVAL_DUAL_WRITE": "OFF"})
-    backup = write_env(snapshot, new, backup=True)
-    assert backup == tmp_path / ".env.staging.bak"
-    assert backup.read_bytes() == FIXTURE.read_bytes()
+    backup = write_env(snapshot, new, backup=True, at=1_760_000_000.25)
+    assert backup is not None and backup.latest == tmp_path / ".env.staging.bak"
+    assert backup.kept == tmp_path / ".env.staging.bak.20251009T085320.250000Z"
+    for copy in (backup.latest, backup.kept):
+        assert copy.read_bytes() == FIXTURE.read_bytes()
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
     assert path.read_text() == new
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert stat.S_IMODE(backup.stat().st_mode) == 0o640
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.staging", ".env.staging.bak"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".env.staging",
+        ".env.staging.bak",
+        ".env.staging.bak.20251009T085320.250000Z",
+    ]
 
 
-def test_a_symlinked_env_file_is_edited_at_its_target(tmp_path: Path) -> None:
-    real = _copy_fixture(tmp_path)
-    link = tmp_path / "current.env"
-    link.symlink_to(real.name)
-    snapshot = read_env(link)
-    write_env(snapshot, edit_text(snapshot.text, {"METRIC_ENV": "prod"}), backup=False)
-    assert link.is_symlink()
-    assert parse_values(real.read_text())["METRIC_ENV"] == "prod"
-
-
-def test_a_file_changed_since_it_was_read_is_not_overwritten(tmp_path: Path) -> None:
+def test_every_apply_keeps_the_file_it_replaced(tmp_path: Path) -> None:
+    """Issue 16: ``.bak`` is the newest pre-apply copy and every earlier one stays on disk,
+    even when two applies share a timestamp; an apply that changes nothing replaces none."""
     path = _copy_fixture(tmp_path)
+    states = [path.read_bytes()]
+    for value in ("OFF", "ON", "OFF"):
+        snapshot = read_env(path)
+        new = edit_text(snapshot.text, {"FF_RETRIEVAL_DUAL_WRITE": value})
+        write_env(snapshot, new, backup=True, at=1_760_000_000.0)  # the same stamp each time
+        states.append(path.read_bytes())
     snapshot = read_env(path)
-    path.write_text("SOMEONE=else\n")
-    with pytest.raises(WriteError, match="changed since it was read"):
+    unchanged = write_env(snapshot, snapshot.text, backup=True, at=1_760_000_001.0)
+    assert unchanged is not None and unchanged.kept is None
+    bak = tmp_path / ".env.staging.bak"
+    assert bak.read_bytes() == states[-2]
+    copies = stamped_backups(bak)
+    assert [p.name[len(bak.name) :] for p in copies] == [
+        ".20251009T085320.000000Z",
+        ".20251009T085320.000000Z-1",
+        ".20251009T085320.000000Z-2",
+    ]
+    assert [p.read_bytes() for p in copies] == states[:-1]
+
+
+def test_a_bak_no_copy_holds_is_kept_before_it_is_replaced(tmp_path: Path) -> None:
+    """A ``.bak`` from before timestamped copies existed (or made by hand) is not lost."""
+    path = _copy_fixture(tmp_path)
+    bak = tmp_path / ".env.staging.bak"
+    bak.write_text("HAND=made\n")
+    snapshot = read_env(path)
+    write_env(snapshot, edit_text(snapshot.text, {"METRIC_ENV": "prod"}), backup=True)
+    assert bak.read_bytes() == FIXTURE.read_bytes()
+    assert sorted(p.read_bytes() for p in stamped_backups(bak)) == sorted(
+        [b"HAND=made\n", FIXTURE.read_bytes()]
+    )
+
+
+def test_a_symlink_at_the_bak_path_is_replaced_not_written_through(tmp_path: Path) -> None:
+    path = _copy_fixture(tmp_path)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("not yours\n")
+    bak = tmp_path / ".env.staging.bak"
+    bak.symlink_to(precious)
+    snapshot = read_env(path)
+    write_env(snapshot, edit_text(snapshot.text, {"METRIC_ENV": "prod"}), backup=True)
+    assert precious.read_text() == "not yours\n"
+    assert not bak.is_symlink() and bak.read_bytes() == FIXTURE.read_bytes()
+
+
+def test_a_read_only_file_or_directory_is_refused_by_its_bits(tmp_path: Path) -> None:
+    """Root may write anything; a file or directory without any w bit is refused anyway."""
+    path = _copy_fixture(tmp_path, mode=0o444)
+    snapshot = read_env(path)
+    with pytest.raises(WriteError, match=r"\(mode 0444\)"):
         write_env(snapshot, "A=1\n", backup=True)
-    assert path.read_text() == "SOMEONE=else\n"
-    assert not (tmp_path / ".env.staging.bak").exists()
-
-
-def test_a_failed_rename_leaves_the_original_and_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _copy_fixture(tmp_path)
-    snapshot = read_env(path)
-
-    def refuse(self: Path, target: Path) -> Path:  # fault injection: a read-only filesystem
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(Path, "replace", refuse)
-    with pytest.raises(WriteError, match="Permission denied"):
-        write_env(snapshot, "A=1\n", backup=False)
     assert path.read_bytes() == FIXTURE.read_bytes()
-    assert [p.name for p in tmp_path.iterdir()] == [".env.staging"]
+    path.chmod(0o644)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(WriteError, match=r"its directory is .*\(mode 0555\)"):
+            write_env(read_env(path), "A=1\n", backup=True)
+    finally:
+        tmp_path.chmod(0o755)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env.staging"]
 
 
-def test_a_failed_fsync_leaves_the_original(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_edit_lock_does_not_block_the_writes_it_covers(tmp_path: Path) -> None:
+    """`exclusive` locks the file, `write_env` and the state files lock directories: one
+    holder never waits for itself, even with the state directory next to the env file."""
     path = _copy_fixture(tmp_path)
-    snapshot = read_env(path)
-
-    def full(fd: int) -> None:  # fault injection: the disk is full
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(envfile.os, "fsync", full)
-    with pytest.raises(WriteError, match="No space left"):
-        write_env(snapshot, "A=1\n", backup=True)
-    assert path.read_bytes() == FIXTURE.read_bytes()
-    assert [p.name for p in tmp_path.iterdir()] == [".env.staging"]
-
-
-def test_a_missing_env_file_is_a_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
-        read_env(tmp_path / "nope.env")
-    with pytest.raises(ConfigError, match="not a regular file"):
-        read_env(tmp_path)
-
-
-def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / ".env"
-    path.write_bytes(b"A=\xff\n")
-    with pytest.raises(WriteError, match="not UTF-8"):
-        read_env(path)
+    with exclusive(path):
+        snapshot = read_env(path)
+        write_env(snapshot, edit_text(snapshot.text, {"METRIC_ENV": "prod"}), backup=True)
+    assert parse_values(path.read_text())["METRIC_ENV"] == "prod"
+    with exclusive(tmp_path / "missing.env"):  # nothing to lock: reading it will say so
+        pass

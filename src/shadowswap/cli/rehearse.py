@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Annotated
 import typer
 
 from shadowswap.cli.common import AsJson, emit_json, handled
+from shadowswap.fileio import SHARED_FILE, open_for_append
 from shadowswap.logs import configure_logging
 from shadowswap.rehearsal import RehearsalOptions, prepare_workspace, run_rehearsal
 from shadowswap.rehearsal.display import display_for
@@ -137,7 +139,7 @@ def _logs_to(path: Path) -> Iterator[None]:
     """shadowswap's log lines go to ``path`` for the run, then back where they were."""
     root = logging.getLogger("shadowswap")
     saved = (root.handlers[:], root.level, root.propagate)
-    with path.open("a", encoding="utf-8") as stream:
+    with os.fdopen(open_for_append(path, SHARED_FILE), "a", encoding="utf-8") as stream:
         configure_logging(stream=stream)
         try:
             yield

@@ -168,7 +168,8 @@ def _show_rollback(report: RollbackReport) -> None:
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if report.backup:
-        typer.echo(f"backup: {report.backup}")
+        kept = f" (this state is also kept as {report.backup.kept})" if report.backup.kept else ""
+        typer.echo(f"backup: {report.backup.latest}{kept}")
     typer.echo(f"result: {report.result} in {report.duration_s:g} s; journal: {report.journal}")
 
 
@@ -376,7 +377,8 @@ def _show_move(report: MoveReport) -> None:
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if report.backup:
-        typer.echo(f"backup: {report.backup}")
+        kept = f" (this state is also kept as {report.backup.kept})" if report.backup.kept else ""
+        typer.echo(f"backup: {report.backup.latest}{kept}")
     typer.echo(f"result: {report.result}; journal: {report.journal}")
 
 

@@ -57,6 +57,7 @@ from shadowswap.errors import (
     StoreError,
     StoreUnavailable,
 )
+from shadowswap.fileio import create_private_file, make_private_dirs
 
 FORMAT = "1"
 _TABLES = ("outbox_meta", "outbox_items", "outbox_dropped", "outbox_counters", "outbox_tenants")
@@ -216,7 +217,8 @@ class SqliteOutbox(SqlOutbox):
                 f"{self._path / 'outbox.sqlite3'}",
             )
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self._path.parent)  # queued documents: 0700 / 0600 (fileio)
+            create_private_file(self._path)
         except OSError as exc:
             raise StoreUnavailable(
                 "outbox", "open", f"cannot create the directory of {self._path}: {exc}"

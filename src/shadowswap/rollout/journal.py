@@ -1,17 +1,22 @@
 """The rollback journal (runbook 002, CONTRACT §3): one JSON object per line, appended.
 
-Each rollback or phase change, dry-run or not, appends exactly one line with exactly these
-fields, in this order::
+Each rollback or phase change, dry-run or not, appends exactly one line with CONTRACT §3's
+fields, in this order, then ``previous``::
 
     {"timestamp": "2025-10-21T14:50:00Z", "operator": "alice", "env_file": ".env.staging",
      "apply": false, "result": "success", "duration_s": 12.3,
-     "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"}, "notes": "drill"}
+     "changes": {"FF_RETRIEVAL_DUAL_WRITE": "OFF"}, "notes": "drill",
+     "previous": {"FF_RETRIEVAL_DUAL_WRITE": "ON"}}
 
 ``timestamp`` is the start of the run, UTC, to the second, with ``Z``. ``env_file`` is the path
 as the operator typed it (not made absolute: an absolute path often carries a user name).
 ``result`` is ``success`` or ``failure``. ``changes`` maps each variable whose value the run
 changed (or, in a dry-run, would change) to its new value. ``notes`` is the operator's reason,
 followed by what else happened (``; purge: ...``, ``; smoke: ...``, ``; error: ...``).
+``previous`` maps the same variables to the value the env file held before the run (null:
+the file did not set it), secrets masked (`previous_values`): with it, the journal alone
+says what each apply replaced. It comes after the contract's fields, so a reader of those
+fields (in their order) is not disturbed; it is ours, not the contract's.
 
 No personal data: the journal holds no host name, login, IP address or environment; the
 operator name is the handle the operator gives with ``--operator`` and the reason is their
@@ -44,6 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shadowswap import locks
 from shadowswap.errors import InvalidInput, WriteError
+from shadowswap.fileio import SHARED_FILE, SymlinkRefused, open_for_append
+from shadowswap.settings.masking import mask_value
 
 Result = Literal["success", "failure"]
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
@@ -54,7 +61,7 @@ log = logging.getLogger("shadowswap.rollout.journal")
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """One journal line; the fields of CONTRACT §3, nothing else."""
+    """One journal line: the fields of CONTRACT §3, then ``previous`` (module doc)."""
 
     timestamp: str
     operator: str
@@ -64,11 +71,23 @@ class JournalEntry:
     duration_s: float
     changes: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
+    previous: Mapping[str, str | None] = field(default_factory=dict)
 
     def to_json(self) -> str:
         document = asdict(self)
         document["changes"] = dict(self.changes)
+        document["previous"] = dict(self.previous)
         return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def previous_values(values: Mapping[str, str], changes: Mapping[str, str]) -> dict[str, str | None]:
+    """What the env file (its ``values``) held for each variable of ``changes``, secrets
+    masked as everywhere else (`shadowswap.settings.masking`); None when it did not set it."""
+    out: dict[str, str | None] = {}
+    for key in changes:
+        value = values.get(key)
+        out[key] = None if value is None else mask_value(key, value)
+    return out
 
 
 def utc_timestamp(epoch_s: float) -> str:
@@ -90,7 +109,9 @@ class Journal:
         line = (entry.to_json() + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_for_append(self.path, SHARED_FILE)
+        except SymlinkRefused as exc:
+            raise WriteError(str(self.path), str(exc.strerror)) from exc
         except OSError as exc:
             raise WriteError(
                 str(self.path), f"the journal cannot be opened ({exc.strerror})"
@@ -119,7 +140,8 @@ class Journal:
 
 
 class _JournalLine(BaseModel):
-    """One line as read back: exactly the fields of CONTRACT §3, each of its JSON type."""
+    """One line as read back: the fields of CONTRACT §3 and ``previous`` (absent from lines
+    written before it existed), each of its JSON type."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -131,6 +153,7 @@ class _JournalLine(BaseModel):
     duration_s: int | float
     changes: dict[str, str] = Field(default_factory=dict)
     notes: str = ""
+    previous: dict[str, str | None] = Field(default_factory=dict)
 
 
 def _record(line: str, where: str) -> JournalEntry:

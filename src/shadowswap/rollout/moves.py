@@ -13,6 +13,7 @@ changes a variable deciding where writes go records the change in
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from shadowswap.rollout.journal import (
     JournalEntry,
     append_after_error,
     append_or_explain,
+    previous_values,
     utc_timestamp,
 )
 from shadowswap.rollout.phases import (
@@ -36,7 +38,15 @@ from shadowswap.rollout.phases import (
     transition,
 )
 from shadowswap.settings.config import Settings, gather, load_settings
-from shadowswap.settings.envfile import edit_text, parse_values, read_env, render_diff, write_env
+from shadowswap.settings.envfile import (
+    Backup,
+    edit_text,
+    exclusive,
+    parse_values,
+    read_env,
+    render_diff,
+    write_env,
+)
 from shadowswap.settings.phase import Phase, classify
 from shadowswap.sync.freshness import (
     Freshness,
@@ -74,7 +84,7 @@ class MoveReport:
     goal: Goal
     transition: Transition
     diff: str
-    backup: Path | None
+    backup: Backup | None
     written: bool
     result: str
     notes: str
@@ -82,6 +92,7 @@ class MoveReport:
     journal: Path
     warnings: tuple[str, ...] = field(default=())
     reconcile: Freshness | None = None  # the last reconcile, as the swap's check saw it
+    previous: dict[str, str | None] = field(default_factory=dict)  # what the changes replace
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -101,7 +112,9 @@ class MoveReport:
             "refusals": list(self.transition.refusals),
             "warnings": list(self.warnings),
             "diff": self.diff,
-            "backup": str(self.backup) if self.backup else None,
+            "previous": self.previous,
+            "backup": str(self.backup.latest) if self.backup else None,
+            "backup_kept": str(self.backup.kept) if self.backup and self.backup.kept else None,
             "written": self.written,
             "journal": str(self.journal),
             "reconcile": None if self.reconcile is None else self.reconcile.as_dict(),
@@ -130,33 +143,39 @@ class PhaseMover:
         when a check says no and ``force`` is not set."""
         started, t0 = self._clock.now(), self._clock.monotonic()
         notes = f"phase {request.action}: {request.reason}"
-        try:
-            report = self._run(request, utc_timestamp(started), t0)
-        except ShadowswapError as exc:
+        with contextlib.ExitStack() as stack:
+            try:
+                # An apply holds the env file's edit lock until its journal line is written
+                # (as a rollback does): concurrent applies are serialised, each journaled.
+                if request.apply:
+                    stack.enter_context(exclusive(request.env_file))
+                report = self._run(request, utc_timestamp(started), t0)
+            except ShadowswapError as exc:
+                entry = JournalEntry(
+                    utc_timestamp(started),
+                    request.operator,
+                    str(request.env_file),
+                    request.apply,
+                    "failure",
+                    round(self._clock.monotonic() - t0, 3),
+                    {},
+                    f"{notes}; error: {exc}",
+                )
+                append_after_error(self._journal, entry)
+                raise
             entry = JournalEntry(
-                utc_timestamp(started),
+                report.timestamp,
                 request.operator,
                 str(request.env_file),
                 request.apply,
-                "failure",
-                round(self._clock.monotonic() - t0, 3),
-                {},
-                f"{notes}; error: {exc}",
+                "success",
+                report.duration_s,
+                report.transition.changes,
+                report.notes,
+                report.previous,
             )
-            append_after_error(self._journal, entry)
-            raise
-        entry = JournalEntry(
-            report.timestamp,
-            request.operator,
-            str(request.env_file),
-            request.apply,
-            "success",
-            report.duration_s,
-            report.transition.changes,
-            report.notes,
-        )
-        append_or_explain(self._journal, entry, report.written)
-        return report
+            append_or_explain(self._journal, entry, report.written)
+            return report
 
     def _run(self, request: MoveRequest, timestamp: str, t0: float) -> MoveReport:
         snapshot = read_env(request.env_file)
@@ -176,7 +195,10 @@ class PhaseMover:
         new_text = edit_text(snapshot.text, move.changes, str(request.env_file))
         load_settings(environ=parse_values(new_text))  # the result must load
         diff = render_diff(str(request.env_file), snapshot.text, new_text)
-        backup = write_env(snapshot, new_text, backup=True) if request.apply else None
+        backup = None
+        if request.apply:
+            at = self._clock.now()
+            backup = write_env(snapshot, new_text, backup=True, at=at)
         recorded = []
         if request.apply and touches_write_plan(move.changes):
             recorded = self._record(request, settings)
@@ -204,6 +226,7 @@ class PhaseMover:
             self._journal.path,
             move.warnings + tuple(overridden) + tuple(recorded),
             reconcile,
+            previous_values(snapshot.values, move.changes),
         )
 
     def _record(self, request: MoveRequest, before: Settings) -> list[str]:

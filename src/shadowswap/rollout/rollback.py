@@ -34,8 +34,12 @@ and says to run ``shadowswap replay-outbox`` then ``shadowswap reconcile``. An o
 cannot even be read (unreachable from where the script runs) skips the step with a warning
 saying the same; the run's result does not change for it.
 
-``--apply`` first writes ``<file>.bak`` (byte-identical); a dry-run writes nothing but the
-journal. Every run, dry or not, successful or not, appends one journal line.
+``--apply`` first writes ``<file>.bak`` (byte-identical) and a timestamped copy that is never
+replaced (`shadowswap.settings.envfile`); a dry-run writes nothing but the journal. Every
+run, dry or not, successful or not, appends one journal line, with the value each changed
+variable had before (``previous``). An apply holds the env file's edit lock from reading
+the file to writing its journal line: six rollbacks started at once run one after the other,
+the first changes the file, the others find nothing to change, and each line says so.
 
 Each applied edit that changes where writes go is recorded in
 ``<RETRIEVAL_STATE_DIR>/write_plan.json`` (`shadowswap.sync.freshness`): no reconcile taken
@@ -45,6 +49,7 @@ back. A record that cannot be written is a warning, never a failed rollback.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +63,7 @@ from shadowswap.rollout.journal import (
     JournalEntry,
     append_after_error,
     append_or_explain,
+    previous_values,
     utc_timestamp,
 )
 from shadowswap.rollout.phases import PERCENT, TENANTS
@@ -66,8 +72,10 @@ from shadowswap.rollout.smoke import SmokeResult, SmokeTest
 from shadowswap.settings import names
 from shadowswap.settings.config import KINDS, gather, load_settings
 from shadowswap.settings.envfile import (
+    Backup,
     EnvSnapshot,
     edit_text,
+    exclusive,
     parse_values,
     read_env,
     render_diff,
@@ -211,7 +219,7 @@ class RollbackReport:
     steps: tuple[Step, ...]
     changes: dict[str, str]
     diff: str
-    backup: Path | None
+    backup: Backup | None
     smoke: SmokeResult | None
     result: str
     notes: str
@@ -219,6 +227,7 @@ class RollbackReport:
     journal: Path
     warnings: tuple[str, ...] = field(default=())
     error: str | None = None
+    previous: dict[str, str | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -233,7 +242,9 @@ class RollbackReport:
             "legacy": self.plan.legacy if self.plan else self.request.legacy,
             "steps": [s.as_dict() for s in self.steps],
             "diff": self.diff,
-            "backup": str(self.backup) if self.backup else None,
+            "previous": self.previous,
+            "backup": str(self.backup.latest) if self.backup else None,
+            "backup_kept": str(self.backup.kept) if self.backup and self.backup.kept else None,
             "smoke": self.smoke.as_dict() if self.smoke else None,
             "warnings": list(self.warnings),
             "journal": str(self.journal),
@@ -270,39 +281,51 @@ class Rollback:
         report with ``result == "failure"``."""
         started, t0 = self._clock.now(), self._clock.monotonic()
         progress = _Progress()
-        try:
-            report = self._run(request, progress, utc_timestamp(started), t0)
-        except ShadowswapError as exc:
+        with contextlib.ExitStack() as stack:
+            try:
+                # An apply holds the env file's edit lock until its journal line is written:
+                # concurrent applies run one after the other, each journaling what it replaced.
+                if request.apply:
+                    stack.enter_context(exclusive(request.env_file))
+                report = self._run(request, progress, utc_timestamp(started), t0)
+            except ShadowswapError as exc:
+                entry = JournalEntry(
+                    utc_timestamp(started),
+                    request.operator,
+                    str(request.env_file),
+                    request.apply,
+                    "failure",
+                    round(self._clock.monotonic() - t0, 3),
+                    progress.written,
+                    _notes(request.reason, progress, error=str(exc)),
+                    previous_values(progress.before, progress.written),
+                )
+                append_after_error(self._journal, entry)
+                raise
             entry = JournalEntry(
-                utc_timestamp(started),
+                report.timestamp,
                 request.operator,
                 str(request.env_file),
                 request.apply,
-                "failure",
-                round(self._clock.monotonic() - t0, 3),
-                progress.written,
-                _notes(request.reason, progress, error=str(exc)),
+                "success" if report.result == "success" else "failure",
+                report.duration_s,
+                report.changes,
+                report.notes,
+                report.previous,
             )
-            append_after_error(self._journal, entry)
-            raise
-        entry = JournalEntry(
-            report.timestamp,
-            request.operator,
-            str(request.env_file),
-            request.apply,
-            "success" if report.result == "success" else "failure",
-            report.duration_s,
-            report.changes,
-            report.notes,
-        )
-        append_or_explain(self._journal, entry, request.apply and bool(report.changes))
-        return report
+            append_or_explain(self._journal, entry, request.apply and bool(report.changes))
+            return report
 
     def _run(
-        self, request: RollbackRequest, progress: _Progress, timestamp: str, t0: float
+        self,
+        request: RollbackRequest,
+        progress: _Progress,
+        timestamp: str,
+        t0: float,
     ) -> RollbackReport:
         label = str(request.env_file)
         snapshot = read_env(request.env_file)
+        progress.before = dict(snapshot.values)
         legacy = (request.legacy or _legacy_of(request.env_file, self._environ)).lower()
         if legacy not in KINDS:
             raise ConfigError("--backend", legacy, "expected one of " + ", ".join(KINDS))
@@ -327,7 +350,7 @@ class Rollback:
                     f"{legacy} are not on it: run shadowswap replay-outbox where the outbox "
                     "is reachable, then shadowswap reconcile"
                 )
-        backup: Path | None = None
+        backup: Backup | None = None
         if request.apply:
             backup, steps = self._apply(request, plan, snapshot, steps, progress, warnings)
         smoke = None
@@ -350,6 +373,7 @@ class Rollback:
             round(self._clock.monotonic() - t0, 3),
             self._journal.path,
             tuple(warnings),
+            previous=previous_values(snapshot.values, plan.changes),
         )
 
     def _apply(
@@ -360,14 +384,16 @@ class Rollback:
         steps: dict[int, Step],
         progress: _Progress,
         warnings: list[str],
-    ) -> tuple[Path | None, dict[int, Step]]:
+    ) -> tuple[Backup | None, dict[int, Step]]:
         changes, label = plan.changes, str(request.env_file)
+        at = self._clock.now()
         if request.purge_delta and plan.leaving is not None:
             # Runbook order: dual write off, (settle), purge, then the rest.
             first = {k: v for k, v in changes.items() if k == DUAL}
             backup = None
             if first:
-                backup = write_env(snapshot, edit_text(snapshot.text, first, label), backup=True)
+                first_text = edit_text(snapshot.text, first, label)
+                backup = write_env(snapshot, first_text, backup=True, at=at)
                 progress.written.update(first)
                 self._record(request.env_file, first, warnings)
                 self._clock.sleep(request.settle_s)
@@ -375,12 +401,16 @@ class Rollback:
             snapshot = read_env(request.env_file)
             rest = {k: v for k, v in changes.items() if k != DUAL}
             second = write_env(
-                snapshot, edit_text(snapshot.text, rest, label), backup=backup is None
+                snapshot,
+                edit_text(snapshot.text, rest, label),
+                backup=backup is None,
+                at=at,
             )
             backup = backup or second
             self._record(request.env_file, rest, warnings)
         else:
-            backup = write_env(snapshot, edit_text(snapshot.text, changes, label), backup=True)
+            new_text = edit_text(snapshot.text, changes, label)
+            backup = write_env(snapshot, new_text, backup=True, at=at)
             self._record(request.env_file, changes, warnings)
         progress.written.update(changes)
         for number, step in steps.items():
@@ -475,6 +505,7 @@ class _Progress:
     """What has been written and what happened so far (for the journal, even on error)."""
 
     written: dict[str, str] = field(default_factory=dict)
+    before: dict[str, str] = field(default_factory=dict)  # the env file's values at the start
     drain: str | None = None
     purge: str | None = None
     smoke: str | None = None

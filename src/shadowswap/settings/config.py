@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shadowswap.errors import ConfigError, ConfigErrors
 from shadowswap.settings import names
+from shadowswap.settings.dotenv_reader import dotenv_text_values
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric
 from shadowswap.values import TENANT_RE
@@ -354,10 +354,10 @@ def read_env_file(path: str | Path) -> dict[str, str]:
             "the file does not exist or is not a regular file; give the path of an env file",
         )
     try:
-        values = dotenv_values(file, encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("--env-file", str(path), f"the file cannot be read ({exc})") from exc
-    return {k: v for k, v in values.items() if v is not None}
+    return dotenv_text_values(text, str(path))
 
 
 def load_settings(

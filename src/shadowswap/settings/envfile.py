@@ -14,12 +14,30 @@ What an edit keeps and guarantees
       the original, then the directory is fsync'ed. A reader sees the old file or the new
       one, never a mix; a crash leaves one of the two. A symlinked env file is edited at its
       target and the link is kept.
-    * ``backup=True`` (``--apply``) first writes ``<file>.bak``, byte-identical to the
-      original, the same way; an older ``.bak`` is replaced.
-    * edits are serialised with an advisory lock (``flock``) on the directory, and refused
-      when the file changed between reading and writing (another edit got there first).
+    * ``backup=True`` (``--apply``) first keeps the file as it was, byte-identical, with its
+      mode: a timestamped copy ``<file>.bak.<UTC stamp>`` (``20260302T101500.123456Z``;
+      created with ``link(2)``, so never replacing anything, ``-1``, ``-2`` appended when two
+      applies share a microsecond), then ``<file>.bak``, the runbook's name, replaced by the
+      same bytes. So ``.bak`` is always the newest pre-apply copy and no earlier one is ever
+      lost: a second rollback, which changes nothing, used to replace ``.bak`` with the
+      already rolled-back file (issue 16). An apply that changes nothing writes no copy (and
+      ``.bak`` only when there is none); a ``.bak`` that no timestamped copy holds (older
+      than them, or made by hand) is kept under its modification time before it is
+      replaced. Old copies are never pruned: they are small, and deleting history is the
+      operator's call.
+    * no write goes through a symlink: ``.bak`` is replaced by a rename (a symlink there is
+      replaced, its target untouched), timestamped copies fail on anything already there.
+      The env file itself is the one exception, by design: a symlinked env file is edited
+      at its target (above).
+    * edits are serialised with an advisory lock (``flock``) on the file's real directory,
+      and refused when the file changed between reading and writing (another edit got there
+      first). A command that reads, plans, writes and journals also holds a lock on the env
+      file itself across the whole run (`exclusive`), so concurrent applies run one after
+      the other, each seeing what the previous one left.
     * a file that cannot be written (read-only file or directory, full disk) raises
-      `WriteError` and is left exactly as it was.
+      `WriteError` and is left exactly as it was. Read-only is read from the permission bits
+      (`shadowswap.fileio.check_writable`): root may write anything, so asking the kernel
+      (``os.access``) said yes to a file an operator had made read-only.
 
 Why not python-dotenv's ``set_key``
     We read env files with python-dotenv (``shadowswap.settings.config``) and we locate assignments
@@ -37,21 +55,24 @@ Why not python-dotenv's ``set_key``
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import io
 import os
 import re
 import stat
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv import dotenv_values
 from dotenv.parser import Binding, parse_stream
 
 from shadowswap import locks
 from shadowswap.errors import ConfigError, WriteError
-from shadowswap.fileio import atomic_write
+from shadowswap.fileio import atomic_write, check_writable, create_new
+from shadowswap.settings.dotenv_reader import dotenv_text_values
 from shadowswap.settings.masking import mask_line
 
 _SAFE_BARE = re.compile(r"[A-Za-z0-9_.,:/@+%=-]*")
@@ -96,13 +117,13 @@ def read_env(path: str | Path) -> EnvSnapshot:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WriteError(str(path), f"it is not UTF-8 text ({exc})") from exc
-    return EnvSnapshot(given, real, data, mode, parse_values(text))
+    return EnvSnapshot(given, real, data, mode, parse_values(text, str(path)))
 
 
-def parse_values(text: str) -> dict[str, str]:
-    """What python-dotenv reads from ``text`` (the same reader as `shadowswap.settings.config`)."""
-    values = dotenv_values(stream=io.StringIO(text, newline=""))
-    return {k: v for k, v in values.items() if v is not None}
+def parse_values(text: str, source: str | None = None) -> dict[str, str]:
+    """What python-dotenv reads from ``text`` (the same reader as `shadowswap.settings.config`;
+    ``source``, the file it came from, for the one warning about a line it cannot parse)."""
+    return dotenv_text_values(text, source)
 
 
 # -- editing text ---------------------------------------------------------------------------
@@ -216,29 +237,130 @@ def render_diff(label: str, old: str, new: str) -> str:
 
 
 # -- writing ----------------------------------------------------------------------------------
-def write_env(snapshot: EnvSnapshot, new_text: str, *, backup: bool) -> Path | None:
-    """Replace the env file by ``new_text`` atomically (module doc); return the ``.bak`` path.
+_STAMPED = re.compile(r"\.\d{8}T\d{6}\.\d{6}Z(?:-\d+)?")
+
+
+@dataclass(frozen=True)
+class Backup:
+    """Where an apply left the file as it was: ``latest`` is ``<file>.bak`` (the runbook's
+    name, always the newest pre-apply copy); ``kept`` the timestamped copy that is never
+    replaced (None when the apply changed nothing, so there was nothing new to keep)."""
+
+    latest: Path
+    kept: Path | None = None
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold the edit lock of the env file at ``path`` across a whole read-plan-write-journal
+    run, so concurrent applies run one after the other and each sees the file the previous
+    one left. The lock is a ``flock`` on the file itself (`shadowswap.locks.hold_file`, which
+    follows it across the renames that replace it), not on its directory: `write_env` and
+    the state files lock directories, which may be this one. Nothing is held when the file
+    does not exist: reading it reports that."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(locks.hold_file(Path(os.path.realpath(path))))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise WriteError(str(path), f"cannot lock it ({exc.strerror or exc})") from exc
+    with stack:
+        yield
+
+
+def write_env(
+    snapshot: EnvSnapshot,
+    new_text: str,
+    *,
+    backup: bool,
+    at: float | None = None,
+) -> Backup | None:
+    """Replace the env file by ``new_text`` atomically (module doc); with ``backup``, first
+    keep the file as it was (`Backup`; ``at``, epoch seconds, names the timestamped copy).
 
     Raises `WriteError` (nothing changed on disk) when the file changed since ``snapshot``
     was read, or when it cannot be written.
     """
     label = str(snapshot.path)
-    backup_path = Path(f"{snapshot.path}.bak") if backup else None
+    changed = new_text != snapshot.text
+    directory = snapshot.real.parent
     try:
-        with locks.hold_directory(snapshot.real.parent):
+        with locks.hold_directory(directory):
             if snapshot.real.read_bytes() != snapshot.data:
                 raise WriteError(label, "it changed since it was read (another edit?); run again")
-            if not os.access(snapshot.real, os.W_OK):
-                raise WriteError(
-                    label, f"the file is not writable (mode {snapshot.mode:04o}); fix permissions"
-                )
-            if backup_path is not None:
-                bak_real = Path(os.path.realpath(backup_path))
-                atomic_write(bak_real, snapshot.data, like=snapshot.real)
-            if new_text != snapshot.text:
+            refusal = check_writable(snapshot.real, label)
+            if refusal is None and (refusal := check_writable(directory)) is not None:
+                refusal = refusal.replace("it is", "its directory is", 1)
+            if refusal is not None:
+                raise WriteError(label, refusal)
+            kept = None
+            if backup:
+                kept = _back_up(snapshot, at if at is not None else time.time(), changed)
+            if changed:
                 atomic_write(snapshot.real, new_text.encode("utf-8"), like=snapshot.real)
     except WriteError:
         raise
     except OSError as exc:
         raise WriteError(label, f"{exc.strerror or exc}; the file was left as it was") from exc
-    return backup_path
+    return Backup(_bak_path(snapshot), kept) if backup else None
+
+
+def _bak_path(snapshot: EnvSnapshot) -> Path:
+    return Path(f"{snapshot.path}.bak")
+
+
+def _back_up(snapshot: EnvSnapshot, at: float, changed: bool) -> Path | None:
+    """Keep the file as it was before this apply (module doc): a timestamped copy, never
+    replaced, then ``<file>.bak`` replaced by the same bytes (a symlink there is replaced,
+    never written through). A ``.bak`` that no timestamped copy holds yet (one written before
+    timestamped copies existed, or by hand) is kept under its own time first. An apply that
+    changes nothing writes ``.bak`` only when there is none."""
+    bak = _bak_path(snapshot)
+    if not changed:
+        if not os.path.lexists(bak):
+            atomic_write(bak, snapshot.data, like=snapshot.real)
+        return None
+    _keep_unsaved_bak(bak)
+    kept = _create_stamped(bak, snapshot.data, at, snapshot.real)
+    atomic_write(bak, snapshot.data, like=snapshot.real)
+    return kept
+
+
+def stamped_backups(bak: Path) -> list[Path]:
+    """The timestamped copies of ``bak`` (``<file>.bak.<UTC stamp>``), oldest first."""
+    if not bak.parent.is_dir():
+        return []
+    prefix = bak.name
+    return sorted(
+        p
+        for p in bak.parent.iterdir()
+        if p.name.startswith(prefix) and _STAMPED.fullmatch(p.name[len(prefix) :])
+    )
+
+
+def _keep_unsaved_bak(bak: Path) -> None:
+    try:
+        info = bak.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        return  # a symlink (or stranger) is replaced, never read through
+    old = bak.read_bytes()
+    copies = stamped_backups(bak)
+    if copies and copies[-1].read_bytes() == old:
+        return
+    _create_stamped(bak, old, info.st_mtime, bak)
+
+
+def _create_stamped(bak: Path, data: bytes, at: float, like: Path) -> Path:
+    seconds, micro = divmod(int(at * 1_000_000), 1_000_000)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{micro:06d}Z"
+    for n in range(1000):
+        path = Path(f"{bak}.{stamp}{f'-{n}' if n else ''}")
+        try:
+            create_new(path, data, like=like)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(errno.EEXIST, f"too many backups named {bak}.{stamp}-N")

@@ -40,6 +40,14 @@ def mask_secrets(text: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def mask_value(name: str, value: str) -> str:
+    """``value`` of the variable ``name`` as it may be shown: ``***`` for a secret name (an
+    empty value stays empty), else with any URL password hidden (the rule of `mask_line`)."""
+    if is_secret_name(name) and value.strip():
+        return "***"
+    return mask_secrets(value)
+
+
 def mask_line(line: str) -> str:
     """An env-file line with a secret value hidden (by variable name or URL password)."""
     match = re.match(r"(\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*)(.*)", line, re.DOTALL)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from shadowswap.clock import Clock
+from shadowswap.fileio import open_for_append
 from shadowswap.settings.config import Settings
 
 log = logging.getLogger("shadowswap.shadow.observations")
@@ -324,8 +325,7 @@ class JsonlObservationLog:
             return self._fd
         self._close_locked()
         self.directory.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(file_for(self.directory, day), flags, 0o640)
+        self._fd = open_for_append(file_for(self.directory, day), 0o640)  # never via a link
         self._day = day
         self.prune()
         return self._fd

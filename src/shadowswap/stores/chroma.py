@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.fileio import make_private_dirs
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import check_engine_metric, check_store_record, note_unrecorded_metric
 from shadowswap.stores.paging import SortedIdScan
@@ -105,6 +107,7 @@ class ChromaStore(SortedIdScan):
                     if isinstance(session, httpx.Client):
                         session.timeout = httpx.Timeout(self._timeout_s)
                 else:
+                    make_private_dirs(Path(self._location))  # documents: 0700 (fileio)
                     client = chromadb.PersistentClient(path=self._location, settings=settings)
                 self._batch = max(1, int(client.get_max_batch_size()))
                 self._meta = self._open_meta(client)

@@ -47,6 +47,7 @@ from shadowswap.errors import (
     StoreError,
     StoreUnavailable,
 )
+from shadowswap.fileio import create_private_file, make_private_dirs
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import BaseStore, check_store_record, note_unrecorded_metric
 from shadowswap.values import Document, Filter, Hit, MetaValue, Vector
@@ -143,7 +144,8 @@ class FaissStore(BaseStore):
     # -- opening ------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self._dir)  # vectors, text, metadata: 0700 / 0600 (fileio)
+            create_private_file(self._catalog)
         except OSError as exc:
             raise StoreUnavailable(self.kind, "open", f"cannot create {self._dir}: {exc}") from exc
         try:

@@ -42,6 +42,7 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import lancedb
@@ -52,6 +53,7 @@ from shadowswap.errors import (
     StoreError,
     StoreUnavailable,
 )
+from shadowswap.fileio import make_private_dirs
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import BaseStore, check_store_record, note_unrecorded_metric
 from shadowswap.stores.tokens import tokens
@@ -101,6 +103,8 @@ class LanceDBStore(BaseStore):
             if self._closed:
                 raise StoreUnavailable(self.kind, "use", "the store was closed")
             if self._db is None:
+                if "://" not in self._location:  # embedded: documents, 0700 (fileio)
+                    make_private_dirs(Path(self._location))
                 db = lancedb.connect(self._location, read_consistency_interval=timedelta(0))
                 schema = pa.schema(
                     [

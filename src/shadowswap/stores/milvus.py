@@ -70,6 +70,7 @@ from shadowswap.errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from shadowswap.fileio import make_private_dirs
 from shadowswap.settings.masking import mask_secrets
 from shadowswap.similarity import Metric, score_from_distance
 from shadowswap.stores.base import check_engine_metric
@@ -154,7 +155,7 @@ class MilvusStore(SortedIdScan):
                 if not self._remote:
                     if not HAS_LITE:
                         raise MissingDependency(self.kind, "milvus", "milvus_lite")
-                    Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
+                    make_private_dirs(Path(self._uri).parent)  # documents: 0700 (fileio)
                     _lite_users.acquire(self._uri)
                 try:
                     self._client_obj = MilvusClient(

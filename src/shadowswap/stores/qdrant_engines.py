@@ -13,7 +13,6 @@ same conditions (tenant, filter tokens); the store does the rest.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from qdrant_client import QdrantClient, models
 
+from shadowswap.fileio import PRIVATE_FILE, atomic_write, make_private_dirs
 from shadowswap.values import Vector
 
 TENANT_FIELD = "_ss_tenant"
@@ -94,6 +94,8 @@ class ClientEngine:
             self.client = QdrantClient(location=":memory:")
         else:
             self.description = f"local:{path}"
+            if path is not None:
+                make_private_dirs(Path(path))  # documents: 0700 (shadowswap.fileio)
             self.client = QdrantClient(path=path)
         self._batch = 1000 if self.local else 256  # the server caps a request at 32 MB
 
@@ -220,7 +222,7 @@ class EdgeEngine:
         self.description = str(self.root)
         self._lock = threading.RLock()
         self._identity_file = self.root / "shadowswap.json"
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.root)  # documents: 0700 (shadowswap.fileio)
         shard_dir = self.root / "shard"
         self._shard_config = shard_dir / "edge_config.json"
         if not self._identity_file.exists() and not self._shard_config.exists():
@@ -231,9 +233,8 @@ class EdgeEngine:
             self.shard = qdrant_edge.EdgeShard.load(str(shard_dir))
 
     def _save_identity(self, identity: dict[str, str]) -> None:
-        tmp = self._identity_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(identity, sort_keys=True), encoding="utf-8")
-        tmp.replace(self._identity_file)
+        data = json.dumps(identity, sort_keys=True).encode("utf-8")
+        atomic_write(self._identity_file, data, mode=PRIVATE_FILE)  # never through a link
 
     def identity(self) -> dict[str, str] | None:
         out: dict[str, str] = {}

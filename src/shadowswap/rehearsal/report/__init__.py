@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from shadowswap.errors import WriteError
+from shadowswap.fileio import atomic_write
 from shadowswap.rehearsal.report.html import CutoverBar, ReportInputs, render
 
 __all__ = ["CutoverBar", "ReportInputs", "render", "write_reports"]
@@ -19,9 +20,7 @@ def write_reports(inputs: ReportInputs, json_path: Path, html_path: Path) -> Non
     """Write both files (each whole, then renamed into place)."""
     document = json.dumps(inputs.result.as_dict(), indent=2, ensure_ascii=False, default=str)
     for path, text in ((json_path, document + "\n"), (html_path, render(inputs))):
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            atomic_write(path, text.encode("utf-8"))  # a temporary file: never through a link
         except OSError as exc:
             raise WriteError(str(path), str(exc)) from exc
