@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowswap.errors import InvalidInput
-from shadowswap.floats import engine_read, is_stable, stable_float
+from shadowswap.floats import MAX_ULPS, engine_read, is_stable, stable_float
 from shadowswap.similarity import Metric
 from shadowswap.stores.base import BaseStore
 from shadowswap.stores.chroma import ChromaStore
@@ -136,7 +136,7 @@ def test_only_floats_change_other_values_are_kept_exactly() -> None:
 def test_every_finite_float_has_a_stable_neighbour(value: float) -> None:
     z = stable_float(value)
     assert is_stable(z) and stable_float(z) == z
-    assert ulps(value, z) <= 64 if value != 0.0 else bits(z) == bits(0.0)
+    assert ulps(value, z) <= MAX_ULPS if value != 0.0 else bits(z) == bits(0.0)
 
 
 def test_a_filter_on_the_value_written_finds_the_document_in_every_store(tmp_path: Path) -> None:
