@@ -12,12 +12,26 @@ Metadata
     starting with a letter (keys starting with ``_`` are reserved for shadowswap's own fields).
     Values: str (at most 8,192 characters), bool, int (signed 64-bit) or finite float. No
     nesting, no null: leave a key out instead. These are the values every supported engine
-    stores and filters on without loss.
+    stores and filters on without loss. Floats are normalised as vectors are, where a document
+    (or filter) is made, so every store holds the same value and the same content hash:
+    ``-0.0`` becomes ``0.0``, and a float that Chroma or Qdrant would read back a few units in
+    the last place off becomes the nearest float they keep exactly (`shadowswap.floats`, which
+    says why this is normalised rather than refused). Everything else is kept exactly as
+    given, because every store keeps it (``tests/sync/test_reconcile_property.py`` sends
+    random values through every store): integral floats stay floats (``1.0`` is not ``1``;
+    filters still match them numerically), strings keep their Unicode form (no
+    normalisation: ``"é"`` in one or two code points are different values, as in doc ids),
+    NUL and other control characters, empty strings, the largest and smallest floats.
+    Refused with `InvalidInput`: null, lists and objects, non-finite floats, integers outside
+    64 bits, lone surrogates; key order never matters (the hash sorts keys).
 Queries
     A search is a tenant id, a query vector, ``k`` (an integer from 1 to 1,000) and an
     optional equality filter with the rules of metadata. `Query` checks them once, where a
     search enters shadowswap (the router's `search`, the HTTP service); the layers below it
     trust a `Query` and check only what they alone know (a store: its dimension and metric).
+Text
+    Optional; at most 1,000,000 characters of any Unicode but lone surrogates (NUL included:
+    pgvector keeps text as bytes). ``None`` (no text) and ``""`` are different documents.
 Vectors
     1 to 16,000 finite numbers (pgvector's limit, the smallest of the engines), held as
     read-only float32 arrays. Under the cosine metric the stores keep unit vectors
@@ -56,6 +70,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowswap.errors import InvalidInput
+from shadowswap.floats import stable_float
 
 MetaValue: TypeAlias = str | bool | int | float
 Metadata: TypeAlias = Mapping[str, MetaValue]
@@ -126,7 +141,7 @@ def check_meta_value(key: str, value: object, field_name: str) -> MetaValue:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInput(f"{field_name}.{key}", "number must be finite (no NaN or inf)")
-        return value
+        return stable_float(float(value), f"{field_name}.{key}")
     if isinstance(value, str):
         if len(value) > MAX_META_STR:
             raise InvalidInput(f"{field_name}.{key}", f"string longer than {MAX_META_STR}")

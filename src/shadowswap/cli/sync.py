@@ -384,10 +384,13 @@ def _print_reconcile(report: ReconcileReport) -> None:
     if report.repair or report.purge:
         written = sum(t.written for t in report.tenants)
         deleted = sum(t.deleted for t in report.tenants)
+        verified = sum(t.verified for t in report.tenants)
+        still = sum(t.left_after_repair for t in report.tenants)
         typer.echo(
             f"{'repaired' if report.repair else 'purged'}: {written:,} written, "
-            f"{deleted:,} deleted; drift left {report.drift:,} (missing {report.missing:,}, "
-            f"extra {report.extra:,}, stale {report.stale:,})"
+            f"{deleted:,} deleted; read back {verified:,}, {still:,} still different; drift "
+            f"left {report.drift:,} (missing {report.missing:,}, extra {report.extra:,}, "
+            f"stale {report.stale:,})"
         )
     if not report.complete:
         typer.echo("stopped before the end: the result covers the tenants above only", err=True)

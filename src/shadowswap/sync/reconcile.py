@@ -27,12 +27,21 @@ Actions
     other store read back), so a repair running beside dual write never puts an old
     version over a new one, and a purge never removes a document the source gained
     meanwhile.
+    Then the batch is *verified* (issue 16): its ids are read again from both stores and
+    hashed the way the comparison hashes them (`shadowswap.sync.verify`), not by the hash a
+    store keeps beside what it was sent; ids still different are applied once more and read
+    again, and what differs then is what the run reports left. So a store that acknowledges
+    a write and keeps something else (Chroma turned ``-0.0`` into ``0.0``) leaves drift the
+    report counts, exit code 1, instead of a ``drift: 0`` the next run contradicts.
 
 Counts: ``found`` is what the comparison found; ``missing``, ``extra``, ``stale`` and ``drift``
-(CONTRACT §6) count what is still different when the run ends: after a successful repair
-they are 0, after a purge the missing and stale documents remain. Without repair or purge
-both are the same. So ``drift`` in ``reconcile_last.json`` is always the state of the stores
-that gates and dashboards need, and exit code 0 means ``drift == 0``.
+(CONTRACT §6) count what is still different when the run ends: the ids acted on as the
+verification read them, plus the kinds the run did not act on (after a purge the missing and
+stale documents remain). Without repair or purge both are the same. ``verified`` counts the
+ids read again after acting, ``repaired`` those found equal then, ``left_after_repair`` those
+still different (so ``verified = repaired + left_after_repair``). So ``drift`` in
+``reconcile_last.json`` is always the state of the stores as last read, which gates and
+dashboards need, and exit code 0 means ``drift == 0``.
 
 The CLI writes the last complete run over every tenant atomically to
 ``<RETRIEVAL_STATE_DIR>/reconcile_last.json`` (`save_last`), for the phase command and the
@@ -68,6 +77,7 @@ from shadowswap.sync.pacing import StopSignal, never_stop
 from shadowswap.sync.progress import NullProgress, Progress
 from shadowswap.sync.retry import DEFAULT_RETRY, Retry
 from shadowswap.sync.statefile import read_json, write_json_atomic
+from shadowswap.sync.verify import still_different
 from shadowswap.values import check_tenant
 
 log = logging.getLogger("shadowswap.sync.reconcile")
@@ -153,6 +163,13 @@ class TenantDrift(_LeftCounts):
     deleted: int = 0
     not_fixed: tuple[str, ...] = ()
     dual_write: bool | None = None  # kept in step by dual write during the run (None: unknown)
+    verified: int = 0  # ids acted on and read again from both stores afterwards
+    left_after_repair: int = 0  # of those, still different when read again
+
+    @property
+    def repaired(self) -> int:
+        """Ids acted on and found equal in both stores when read again."""
+        return self.verified - self.left_after_repair
 
     def as_dict(self) -> dict[str, Any]:
         known = {} if self.dual_write is None else {"dual_write": self.dual_write}
@@ -167,6 +184,9 @@ class TenantDrift(_LeftCounts):
             "replica_docs": self.replica_docs,
             "written": self.written,
             "deleted": self.deleted,
+            "verified": self.verified,
+            "repaired": self.repaired,
+            "left_after_repair": self.left_after_repair,
             "not_fixed": list(self.not_fixed),
             "examples": {k: list(self.examples.get(k, ())) for k in KINDS},
         }
@@ -224,6 +244,9 @@ class ReconcileReport(_LeftCounts):
             "found": self.found.as_dict(),
             "written": sum(t.written for t in self.tenants),
             "deleted": sum(t.deleted for t in self.tenants),
+            "verified": sum(t.verified for t in self.tenants),
+            "repaired": sum(t.repaired for t in self.tenants),
+            "left_after_repair": sum(t.left_after_repair for t in self.tenants),
             "tenants": {t.tenant: t.as_dict() for t in self.tenants},
         }
 
@@ -342,6 +365,9 @@ class Reconcile:
         fixer = _Fixer(
             Converger(truth, replica, tenant, clock=self.clock, retry=self.retry, read_back=True),
             repair=self.repair,
+            verify=lambda ids: still_different(
+                truth, replica, tenant, ids, deep=self.deep, retry=self.retry, clock=self.clock
+            ),
         )
         pending: dict[str, Kind] = {}
 
@@ -383,7 +409,8 @@ class Reconcile:
         finally:
             self.progress.end()
         found = Counts(counts["missing"], counts["extra"], counts["stale"])
-        left = Counts(*(fixer.unfixed[k] if k in acting else counts[k] for k in KINDS))
+        # the kinds not acted on as found, plus what verification found left of those acted on
+        left = Counts(*((0 if k in acting else counts[k]) + fixer.unfixed[k] for k in KINDS))
         if not finished:
             left = found  # what a stopped run left is not known: report what it found
         result = TenantDrift(
@@ -400,6 +427,8 @@ class Reconcile:
             deleted=fixer.deleted,
             not_fixed=tuple(fixer.not_fixed),
             dual_write=None if self.settings is None else in_step(self.settings, tenant),
+            verified=fixer.verified,
+            left_after_repair=sum(fixer.unfixed.values()),
         )
         log.info(
             "reconcile tenant",
@@ -412,6 +441,7 @@ class Reconcile:
                 "stale": found.stale,
                 "written": result.written,
                 "deleted": result.deleted,
+                "verified": result.verified,
                 "drift_left": left.total,
             },
         )
@@ -424,25 +454,44 @@ class Reconcile:
 
 
 class _Fixer:
-    """Applies repair or purge batches of one tenant and keeps bounded totals of the result."""
+    """Applies repair or purge batches of one tenant, verifies each (module docstring) and
+    keeps bounded totals of the result. ``unfixed`` counts, by the kind verification saw,
+    the ids still different after the batch."""
 
-    def __init__(self, converger: Converger, *, repair: bool) -> None:
+    def __init__(
+        self,
+        converger: Converger,
+        *,
+        repair: bool,
+        verify: Callable[[Sequence[str]], dict[str, Kind]],
+    ) -> None:
         self._converger = converger
         self._repair = repair
+        self._verify = verify
         self.written = 0
         self.deleted = 0
+        self.verified = 0
         self.unfixed: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self.not_fixed: list[str] = []  # the first MAX_FAILED_IDS ids only
 
     def fix(self, batch: dict[str, Kind]) -> None:
-        # A purge may only delete; a repair copies and deletes.
-        outcome = self._converger.apply(list(batch), write=self._repair, delete=True)
-        self.written += outcome.written
-        self.deleted += outcome.deleted
-        for doc_id in outcome.failed + outcome.unsettled + outcome.skipped:
-            self.unfixed[batch[doc_id]] += 1
+        ids = list(batch)
+        self._apply(ids)
+        left = self._verify(ids)
+        if left:  # once more: a write racing ours, or a store that needed a second try
+            self._apply(list(left))
+            left = self._verify(list(left))
+        self.verified += len(ids)
+        for doc_id, kind in left.items():
+            self.unfixed[kind] += 1
             if len(self.not_fixed) < MAX_FAILED_IDS:
                 self.not_fixed.append(doc_id)
+
+    def _apply(self, ids: list[str]) -> None:
+        # A purge may only delete; a repair copies and deletes.
+        outcome = self._converger.apply(ids, write=self._repair, delete=True)
+        self.written += outcome.written
+        self.deleted += outcome.deleted
 
 
 def reconcile(primary: VectorStore, target: VectorStore, **options: Any) -> ReconcileReport:

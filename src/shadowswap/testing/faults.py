@@ -313,3 +313,47 @@ class TailLeakStore(FaultyStore):
         with self._lock:
             self.leaked += 1
         return SearchResult(own.backend, (*own.hits[: k - 1], theirs[-1]))
+
+
+class DroppingStore(FaultyStore):
+    """Upserts that are acknowledged but not kept: the call answers as if every document was
+    written, and nothing reaches the wrapped store (a write lost behind an engine's back).
+    Everything else goes through. ``dropped`` counts the documents lost."""
+
+    def __init__(self, inner: VectorStore) -> None:
+        super().__init__(inner, ["upsert"])
+        self.dropped = 0
+
+    def upsert(self, tenant: str, documents: Sequence[Document]) -> WriteReport:
+        self._enter("upsert", tenant)
+        with self._lock:
+            self.dropped += len(documents)
+        return WriteReport(written=len(documents), unchanged=0)
+
+
+class AlteringStore(FaultyStore):
+    """Reads (``get``, ``scan``) that return documents changed by ``alter`` while the content
+    hash the wrapped store keeps for idempotent upserts (``hashes``) still names what was
+    written: an engine that stores a value other than the one it was given (as Chroma turned
+    ``-0.0`` into ``0.0``). Only the documents ``alter`` changes are affected.
+
+    >>> from shadowswap.stores.memory import MemoryStore
+    >>> from shadowswap.values import Document
+    >>> store = AlteringStore(MemoryStore(), lambda d: Document(
+    ...     d.tenant, d.doc_id, d.vector, {**d.metadata, "rev": 0}, d.text))
+    """
+
+    def __init__(self, inner: VectorStore, alter: Callable[[Document], Document]) -> None:
+        super().__init__(inner, ["get", "scan"])
+        self._alter = alter
+
+    def get(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        self._enter("get", tenant)
+        return {i: self._alter(d) for i, d in self.inner.get(tenant, doc_ids).items()}
+
+    def scan(
+        self, tenant: str, *, batch_size: int = DEFAULT_SCAN_BATCH, after: str | None = None
+    ) -> Iterator[list[Document]]:
+        self._enter("scan", tenant)
+        pages = self.inner.scan(tenant, batch_size=batch_size, after=after)
+        return ([self._alter(d) for d in page] for page in pages)
