@@ -271,8 +271,8 @@ class Settings(BaseSettings):
     )
     # Connection timeouts (issue 16, docs/service.md "Connections"): the time a client may
     # take to send a request head, and an idle keep-alive connection is kept open
-    http_header_timeout_s: Annotated[float, BeforeValidator(_number(0, 3600, False, True))] = (
-        _var(names.RETRIEVAL_HTTP_HEADER_TIMEOUT_S, 10)
+    http_header_timeout_s: Annotated[float, BeforeValidator(_number(0, 3600, False, True))] = _var(
+        names.RETRIEVAL_HTTP_HEADER_TIMEOUT_S, 10
     )
     http_keep_alive_s: Annotated[float, BeforeValidator(_number(0, 3600, False, True))] = _var(
         names.RETRIEVAL_HTTP_KEEP_ALIVE_S, 5
