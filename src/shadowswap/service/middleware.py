@@ -128,12 +128,12 @@ class GatewayMiddleware:
         try:
             principal = self.auth.authenticate(headers)
         except AuthError as exc:
-            headers = (
+            extra = (
                 {"retry-after": str(RETRY_AFTER_S)}  # the keys file is not trusted: retry
                 if exc.status == 503
                 else {"www-authenticate": 'Bearer realm="shadowswap"'}
             )
-            return exc.status, exc.code, exc.detail, headers
+            return exc.status, exc.code, exc.detail, extra
         state["principal"] = principal
         content_type = headers.get("content-type")
         if scope["method"] in _BODY_METHODS and content_type is not None:
