@@ -264,7 +264,7 @@ class Settings(BaseSettings):
         names.RETRIEVAL_WRITE_SLOTS_PER_TENANT, 4
     )
     write_queue_max: Annotated[int, BeforeValidator(_number(0, 10_000, True))] = _var(
-        names.RETRIEVAL_WRITE_QUEUE_MAX, 32
+        names.RETRIEVAL_WRITE_QUEUE_MAX, 16
     )
     write_queue_timeout_ms: Annotated[int, BeforeValidator(_number(0, 600_000, True))] = _var(
         names.RETRIEVAL_WRITE_QUEUE_TIMEOUT_MS, 10_000
