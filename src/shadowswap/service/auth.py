@@ -22,9 +22,10 @@ half-written file is the normal state of an edit in progress, but a deleted file
 mistake that would stop the next start anyway (better found now, loudly, than at a restart
 during an incident) or an operator revoking every key at once, which must take effect; and a
 file others may write may already hold their keys. Why 503 and not 401: the caller's key may
-be fine, the gateway is what is misconfigured (docs/service.md). ``RETRIEVAL_AUTH=OFF`` replaces the
-ring by `OPEN`, which lets every caller use every tenant (local development only; ``serve``
-warns at start).
+be fine, the gateway is what is misconfigured (docs/service.md).
+
+``RETRIEVAL_AUTH=OFF`` replaces the ring by `OPEN`, which lets every caller use every tenant
+(local development only; ``serve`` warns at start).
 """
 
 from __future__ import annotations
