@@ -11,8 +11,11 @@ is busy, and it touches nothing that blocks.
 
 Writes have no deadline of their own: a write abandoned at a deadline could still land after
 a later write of the same document and undo it. They are bounded by the adapters' own
-timeouts (10 s for a Chroma server), and at most `WRITE_CONCURRENCY` writes run at once so a
-hung primary cannot take every thread and starve reads (the next write gets 503).
+timeouts (10 s for a Chroma server), and run in fair write slots (`shadowswap.service.slots`):
+at most ``RETRIEVAL_WRITE_SLOTS`` at once, so a hung primary cannot take every thread and
+starve reads, and at most ``RETRIEVAL_WRITE_SLOTS_PER_TENANT`` of one tenant, whose excess
+waits in its own queue; only a write that waits past ``RETRIEVAL_WRITE_QUEUE_TIMEOUT_MS`` (or
+finds its tenant's queue full) gets 503, so one tenant's flood never costs another its writes.
 
 >>> from shadowswap.settings.config import StaticSettings, load_settings
 >>> from shadowswap.runtime import build_runtime
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -62,13 +64,13 @@ from shadowswap.service.models import (
     UpsertResponse,
 )
 from shadowswap.service.routing import JsonBodyRoute
+from shadowswap.service.slots import FairSlots, SlotBusy
 from shadowswap.service.status import StatusReporter
 from shadowswap.settings.live import EnvFileSettings
 from shadowswap.values import Document, Query, to_vector
 
 log = logging.getLogger("shadowswap.service")
 
-WRITE_CONCURRENCY = 16
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
@@ -103,7 +105,7 @@ def create_app(
     app closes the runtime when it shuts down (uvicorn workers, which build their own).
     """
     reporter = StatusReporter(runtime, auth_enabled=auth.enabled)
-    writes = threading.BoundedSemaphore(WRITE_CONCURRENCY)
+    writes = write_slots(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +124,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.router.route_class = JsonBodyRoute
+    app.state.write_slots = writes  # for tests and benchmarks: `FairSlots.snapshot`
     limit = max_body_bytes or runtime.settings.current().max_body_bytes
     app.add_middleware(GatewayMiddleware, auth=auth, max_body_bytes=limit)
     app.add_exception_handler(AuthError, handlers.on_auth_error)
@@ -170,6 +173,7 @@ def create_app(
         documents = [_document(body.tenant, i, d) for i, d in enumerate(body.documents)]
         result = _bounded(
             writes,
+            body.tenant,
             lambda: runtime.writer.upsert(body.tenant, documents, request.state.trace_id),
         )
         return JsonResponse(
@@ -195,6 +199,7 @@ def create_app(
         require_tenant(principal, body.tenant)
         result = _bounded(
             writes,
+            body.tenant,
             lambda: runtime.writer.delete(body.tenant, body.doc_ids, request.state.trace_id),
         )
         return JsonResponse(
@@ -284,18 +289,35 @@ def _document(tenant: str, index: int, doc: DocumentIn) -> Document:
         raise InvalidInput(f"documents[{index}].{exc.field}", exc.reason) from None
 
 
-def _bounded(writes: threading.BoundedSemaphore, call: Callable[[], WriteResult]) -> WriteResult:
-    if not writes.acquire(blocking=False):
+def write_slots(runtime: Runtime) -> FairSlots:
+    """The app's write slots, from the settings at start (a change needs a restart)."""
+    settings = runtime.settings.current()
+    return FairSlots(
+        total=settings.write_slots,
+        per_tenant=settings.write_slots_per_tenant,
+        max_waiting=settings.write_queue_max,
+        wait_s=settings.write_queue_timeout_ms / 1000,
+    )
+
+
+def _bounded(writes: FairSlots, tenant: str, call: Callable[[], WriteResult]) -> WriteResult:
+    try:
+        writes.acquire(tenant)
+    except SlotBusy as busy:
+        log.warning(
+            "write refused: no write slot for this tenant in time",
+            extra={"event": "write_slot_busy", "tenant": tenant},
+        )
         raise StoreUnavailable(
             "service",
             "write",
-            f"{WRITE_CONCURRENCY} writes are already in flight (the primary is slow or hung); "
-            "retry later",
-        )
+            f"tenant {tenant} has too many writes in flight ({busy.reason}; see "
+            "RETRIEVAL_WRITE_SLOTS_PER_TENANT, RETRIEVAL_WRITE_QUEUE_TIMEOUT_MS); retry later",
+        ) from None
     try:
         return call()
     finally:
-        writes.release()
+        writes.release(tenant)
 
 
 def _dual(result: WriteResult) -> dict[str, Any] | None:

@@ -117,7 +117,11 @@ def _trace_id(request: Request) -> str | None:
 # -- the handlers ---------------------------------------------------------------------------
 def on_auth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthError)
-    headers = {"WWW-Authenticate": 'Bearer realm="shadowswap"'} if exc.status == 401 else None
+    headers: dict[str, str] | None = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="shadowswap"'}
+    elif exc.status == 503:  # the keys file is not trusted (auth.KeyRing)
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return error_response(exc.status, exc.code, exc.detail, _trace_id(request), headers=headers)
 
 

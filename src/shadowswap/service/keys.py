@@ -24,6 +24,12 @@ Writes take an exclusive lock on ``<file>.lock``, write a temporary file with mo
 fsync it and rename it over the old one, so a reader (the service reloads the file when it
 changes) never sees half a file.
 
+Permissions: anyone who can write the file can give themselves a key for every tenant, so a
+keys file that its group or others may write is refused (`mode_problem`): at start ``serve``
+exits 2 naming the file and ``chmod 600``; while serving, `shadowswap.service.auth.KeyRing`
+refuses every key until the mode is fixed (docs/service.md, "The keys file while serving").
+A file others may only read is accepted with a warning: it holds hashes of 256-bit keys.
+
 The file is read through pydantic models (`_KeysFile`, `_KeyRecord`); the first mistake is
 reported as one line naming the entry and the field (``keys[0].tenants: ...``).
 """
@@ -219,6 +225,17 @@ def read_entries(path: str | Path) -> tuple[KeyEntry, ...]:
     except ValueError as exc:
         raise ConfigError(VARIABLE, str(path), f"not valid JSON ({exc})") from exc
     return parse_document(document, str(path))
+
+
+def mode_problem(path: str | Path, st_mode: int) -> str | None:
+    """Why a keys file with permission bits ``st_mode`` must not be trusted (None: it may)."""
+    writers = [who for who, bit in (("its group", 0o020), ("every user", 0o002)) if st_mode & bit]
+    if not writers:
+        return None
+    return (
+        f"the file's mode {st_mode & 0o777:04o} lets {' and '.join(writers)} write it, and "
+        f"whoever writes it can add a key for any tenant; run `chmod 600 {path}`"
+    )
 
 
 def add_key(

@@ -33,7 +33,7 @@ from typing import Any
 from starlette.datastructures import Headers
 
 from shadowswap.service.auth import Authenticator, AuthError
-from shadowswap.service.errors import error_body, where
+from shadowswap.service.errors import RETRY_AFTER_S, error_body, where
 from shadowswap.service.tracing import parse_traceparent, trace_id_var, traceparent_header
 from shadowswap.traceids import new_trace_id
 
@@ -128,12 +128,12 @@ class GatewayMiddleware:
         try:
             principal = self.auth.authenticate(headers)
         except AuthError as exc:
-            return (
-                exc.status,
-                exc.code,
-                exc.detail,
-                {"www-authenticate": 'Bearer realm="shadowswap"'},
+            extra = (
+                {"retry-after": str(RETRY_AFTER_S)}  # the keys file is not trusted: retry
+                if exc.status == 503
+                else {"www-authenticate": 'Bearer realm="shadowswap"'}
             )
+            return exc.status, exc.code, exc.detail, extra
         state["principal"] = principal
         content_type = headers.get("content-type")
         if scope["method"] in _BODY_METHODS and content_type is not None:

@@ -8,9 +8,12 @@ accepts them, so the validators can answer with a message naming the field and t
 (``vector[3]: must be a finite number``) instead of "not valid JSON at character 31". A body
 that neither parser accepts is a 400 (``invalid_json``).
 
-One more case goes to ``json``: a run of 20 or more digits. orjson reads an integer beyond
-64 bits as a float, silently; ``json`` keeps it exact, so the metadata rules refuse it as they
-do in the Python API (a float64 written with its 17 significant digits never has such a run).
+One more case goes to ``json``: a run of 19 or more digits. orjson reads an integer below
+-2**63 (19 digits) or beyond 2**64 - 1 (20 digits) as a float, silently; ``json`` keeps it
+exact, so the metadata rules refuse it as they do in the Python API (issue 16: a metadata
+value -9223372036854775809 was stored as a float, and a filter on it matched -2**63). A float64
+written with its 17 significant digits never has such a run; an integer of 19 digits inside
+int64 is parsed by ``json`` just as exactly, only slower.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-# Digits become "1", everything else " ": a run of 20 digits is then a plain substring search
+# Digits become "1", everything else " ": a run of 19 digits is then a plain substring search
 # (a regular expression scanning a body of digits costs ~30 times more).
 _DIGITS = bytes(ord("1") if chr(b).isdigit() and b < 128 else ord(" ") for b in range(256))
-_RUN = b"1" * 20
+_RUN = b"1" * 19
 
 
 class JsonBodyRequest(Request):

@@ -42,6 +42,7 @@ from shadowswap.metrics import Metrics
 from shadowswap.runtime import Runtime, build_runtime, metrics_for
 from shadowswap.service.app import create_app
 from shadowswap.service.auth import OPEN, Authenticator, KeyRing
+from shadowswap.service.connections import protocol_factory
 from shadowswap.service.tracing import install_context_filter
 from shadowswap.settings import names
 from shadowswap.settings.config import Settings, SettingsSource, StaticSettings, load_settings
@@ -280,7 +281,10 @@ def serve(options: ServeOptions) -> None:
             service.env_source.start()
             service.env_source.install_sighup()
         config = uvicorn.Config(
-            service.app, host=options.host, port=options.port, **_uvicorn_options()
+            service.app,
+            host=options.host,
+            port=options.port,
+            **_uvicorn_options(service.settings),
         )
         _exit_cleanly_on_sigterm()
         uvicorn.Server(config).run()
@@ -290,14 +294,26 @@ def serve(options: ServeOptions) -> None:
             service.env_source.close()
 
 
-def _uvicorn_options() -> dict[str, Any]:
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What one worker and several share: our JSON log lines, no access log (the request
-    middleware logs), no Server header, 30 s to finish requests on SIGTERM."""
+    middleware logs), no Server header, 30 s to finish requests on SIGTERM, and the
+    connection timeouts (`connection_options`)."""
     return {
         "log_config": log_config(),
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": 30,
+        **connection_options(settings),
+    }
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for ``RETRIEVAL_HTTP_HEADER_TIMEOUT_S`` (a request head must arrive
+    within it: `shadowswap.service.connections`) and ``RETRIEVAL_HTTP_KEEP_ALIVE_S`` (an idle
+    connection between requests is closed after it)."""
+    return {
+        "http": protocol_factory(settings.http_header_timeout_s),
+        "timeout_keep_alive": settings.http_keep_alive_s,
     }
 
 
@@ -330,7 +346,7 @@ def _serve_workers(options: ServeOptions) -> None:
             host=options.host,
             port=options.port,
             workers=options.workers,
-            **_uvicorn_options(),
+            **_uvicorn_options(settings),
         )
 
 

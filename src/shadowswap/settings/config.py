@@ -258,6 +258,29 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int, BeforeValidator(_number(1024, 1 << 30, True))] = _var(
         names.RETRIEVAL_MAX_BODY_BYTES, 8 * 1024 * 1024
     )
+    # Write slots (issue 16, docs/service.md "Write slots"): at most write_slots writes run at
+    # once, at most write_slots_per_tenant of one tenant; a tenant's excess waits in its own
+    # queue (at most write_queue_max, for at most write_queue_timeout_ms), then gets 503
+    write_slots: Annotated[int, BeforeValidator(_number(1, 1024, True))] = _var(
+        names.RETRIEVAL_WRITE_SLOTS, 16
+    )
+    write_slots_per_tenant: Annotated[int, BeforeValidator(_number(1, 1024, True))] = _var(
+        names.RETRIEVAL_WRITE_SLOTS_PER_TENANT, 4
+    )
+    write_queue_max: Annotated[int, BeforeValidator(_number(0, 10_000, True))] = _var(
+        names.RETRIEVAL_WRITE_QUEUE_MAX, 16
+    )
+    write_queue_timeout_ms: Annotated[int, BeforeValidator(_number(0, 600_000, True))] = _var(
+        names.RETRIEVAL_WRITE_QUEUE_TIMEOUT_MS, 10_000
+    )
+    # Connection timeouts (issue 16, docs/service.md "Connections"): the time a client may
+    # take to send a request head, and an idle keep-alive connection is kept open
+    http_header_timeout_s: Annotated[float, BeforeValidator(_number(0, 3600, False, True))] = _var(
+        names.RETRIEVAL_HTTP_HEADER_TIMEOUT_S, 10
+    )
+    http_keep_alive_s: Annotated[float, BeforeValidator(_number(0, 3600, False, True))] = _var(
+        names.RETRIEVAL_HTTP_KEEP_ALIVE_S, 5
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -279,6 +302,15 @@ class Settings(BaseSettings):
             data = dict(data)
             data[names.RETRIEVAL_CHROMA_URL] = data.get(names.CHROMA_PATH) or "./chroma_db"
         return data
+
+    @model_validator(mode="after")
+    def _tenant_slots_fit(self) -> Settings:
+        if self.write_slots_per_tenant > self.write_slots:
+            raise ValueError(
+                f"RETRIEVAL_WRITE_SLOTS_PER_TENANT ({self.write_slots_per_tenant}) must be at "
+                f"most RETRIEVAL_WRITE_SLOTS ({self.write_slots})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _target_differs(self) -> Settings:
@@ -395,6 +427,9 @@ def gather(
     return merged, sources
 
 
+_NAMED = {v for k, v in vars(names).items() if k.isupper() and isinstance(v, str)}
+
+
 def _config_errors(
     exc: ValidationError, values: Mapping[str, str], sources: Mapping[str, str]
 ) -> ConfigError:
@@ -408,8 +443,9 @@ def _config_errors(
             errors.append(
                 ConfigError(variable, values.get(variable, ""), reason, sources.get(variable, ""))
             )
-        else:  # a rule over several variables
-            variable = names.RETRIEVAL_TARGET_BACKEND
+        else:  # a rule over several variables: its message starts with the one it blames
+            first = reason.split(" ", 1)[0]
+            variable = first if first in _NAMED else names.RETRIEVAL_TARGET_BACKEND
             errors.append(
                 ConfigError(variable, values.get(variable, ""), reason, sources.get(variable, ""))
             )

@@ -74,12 +74,16 @@ CREATE TABLE IF NOT EXISTS tenants (tenant TEXT PRIMARY KEY, generation INTEGER 
 
 
 def _value_key(value: MetaValue) -> tuple[str, Any]:
-    """Key of a metadata value in the inverted index, following the filter rule."""
+    """Key of a metadata value in the inverted index, following the filter rule.
+
+    Numbers are keyed by themselves, not by ``float(value)``: Python's ``1 == 1.0`` (same
+    hash) already gives the rule's numeric equality, and an integer near ±2**63 stays exact
+    (as a float, 2**63 - 1 and 2**63 - 2 are one key, so a filter matched both)."""
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, str):
         return ("s", value)
-    return ("n", float(value))
+    return ("n", value)
 
 
 class _TenantIndex:
