@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shadowswap.service.slots import FairSlots, SlotBusy, Usage
+from shadowswap.fairness import FairSlots, SlotBusy, Usage
 
 LONG = 30.0  # a wait that must end by a hand-off, never by its deadline
 

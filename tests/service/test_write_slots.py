@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shadowswap.service.slots import Usage
+from shadowswap.fairness import Usage
 from shadowswap.stores.faiss import FaissStore
 from shadowswap.testing.faults import HangingStore
 from tests.service.conftest import Gateway

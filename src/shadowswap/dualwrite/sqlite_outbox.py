@@ -57,6 +57,7 @@ from shadowswap.errors import (
     StoreError,
     StoreUnavailable,
 )
+from shadowswap.fairness import FifoRLock
 from shadowswap.fileio import create_private_file, make_private_dirs
 
 FORMAT = "1"
@@ -199,7 +200,9 @@ class SqliteOutbox(SqlOutbox):
         self._path = Path(path)
         self._synchronous = synchronous
         self._busy_timeout_s = busy_timeout_s
-        self._lock = threading.Lock()
+        # granted in arrival order: a writer's single-item append waits for the append in
+        # progress, not behind a flood of 1,000-item appends that barge (issue 16)
+        self._lock = FifoRLock()
         self._db = self._open()
         self._checkpointer = _Checkpointer(self._path, busy_timeout_s)
 

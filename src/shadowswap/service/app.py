@@ -11,7 +11,7 @@ is busy, and it touches nothing that blocks.
 
 Writes have no deadline of their own: a write abandoned at a deadline could still land after
 a later write of the same document and undo it. They are bounded by the adapters' own
-timeouts (10 s for a Chroma server), and run in fair write slots (`shadowswap.service.slots`):
+timeouts (10 s for a Chroma server), and run in fair write slots (`shadowswap.fairness`):
 at most ``RETRIEVAL_WRITE_SLOTS`` at once, so a hung primary cannot take every thread and
 starve reads, and at most ``RETRIEVAL_WRITE_SLOTS_PER_TENANT`` of one tenant, whose excess
 waits in its own queue; only a write that waits past ``RETRIEVAL_WRITE_QUEUE_TIMEOUT_MS`` (or
@@ -41,6 +41,7 @@ from starlette.responses import Response
 from shadowswap import __version__
 from shadowswap.dualwrite.writer import WriteResult
 from shadowswap.errors import InvalidInput, ShadowswapError, StoreUnavailable
+from shadowswap.fairness import FairSlots, SlotBusy
 from shadowswap.runtime import Runtime
 from shadowswap.service import errors as handlers
 from shadowswap.service.auth import (
@@ -64,7 +65,6 @@ from shadowswap.service.models import (
     UpsertResponse,
 )
 from shadowswap.service.routing import JsonBodyRoute
-from shadowswap.service.slots import FairSlots, SlotBusy
 from shadowswap.service.status import StatusReporter
 from shadowswap.settings.live import EnvFileSettings
 from shadowswap.values import Document, Query, to_vector
