@@ -51,7 +51,7 @@ DELETE = "/internal/retrieval/delete"
 def _sizes(quick: bool) -> dict[str, int]:
     if quick:
         return {"runs": 2, "singles": 40, "flooders": 20, "batch": 1000, "delete_ids": 10_000}
-    return {"runs": 5, "singles": 200, "flooders": 20, "batch": 1000, "delete_ids": 10_000}
+    return {"runs": 5, "singles": 100, "flooders": 20, "batch": 1000, "delete_ids": 10_000}
 
 
 def _free_port() -> int:

@@ -111,16 +111,21 @@ def _create_in_place(path: Path, data: bytes, mode: int, owner: tuple[int, int] 
     follows; a crash may leave the copy short, which the original it copies is not."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-        if owner is not None:
-            with contextlib.suppress(PermissionError):
-                os.fchown(fd, *owner)
-        os.fsync(fd)
+        _fill(fd, data, mode, owner)
     finally:
         os.close(fd)
+
+
+def _fill(fd: int, data: bytes, mode: int, owner: tuple[int, int] | None) -> None:
+    """Write all of ``data`` to ``fd``, give it ``mode`` (and ``owner`` when allowed), fsync."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fchmod(fd, mode)
+    if owner is not None:
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, *owner)
+    os.fsync(fd)
 
 
 def open_for_append(path: Path, mode: int) -> int:
@@ -210,14 +215,7 @@ def _write_temp(path: Path, data: bytes, mode: int, owner: tuple[int, int] | Non
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-        if owner is not None:
-            with contextlib.suppress(PermissionError):
-                os.fchown(fd, *owner)
-        os.fsync(fd)
+        _fill(fd, data, mode, owner)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)

@@ -43,6 +43,19 @@ class _HeadDeadline:
     header_timeout_s: float
     _head_timer: asyncio.TimerHandle | None
 
+    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the uvicorn protocol's, next in the MRO
+        self.header_timeout_s = header_timeout_s
+        self._head_timer = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]  # the protocol's
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)  # type: ignore[misc]  # the protocol's
+
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
@@ -66,19 +79,6 @@ class _HeadDeadline:
 class H11HeadDeadline(_HeadDeadline, H11Protocol):
     """uvicorn's h11 protocol with the head deadline."""
 
-    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.header_timeout_s = header_timeout_s
-        self._head_timer = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        super().connection_lost(exc)
-
     def handle_events(self) -> None:
         super().handle_events()
         if self.conn.their_state is not h11.IDLE:  # a head was read (or the client is gone)
@@ -92,19 +92,6 @@ class H11HeadDeadline(_HeadDeadline, H11Protocol):
 
 class HttpToolsHeadDeadline(_HeadDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol with the head deadline."""
-
-    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.header_timeout_s = header_timeout_s
-        self._head_timer = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_deadline()
-        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         self._disarm_head_deadline()
