@@ -23,6 +23,7 @@ a write slot. Timings depend on the machine's load; the lead re-measures on a qu
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -45,6 +46,7 @@ from shadowswap.service.keys import add_key
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 128
 UPSERT = "/internal/retrieval/upsert"
+_JSON = {"content-type": "application/json"}
 DELETE = "/internal/retrieval/delete"
 
 
@@ -174,16 +176,22 @@ class _Flood:
     def _upserts(self, n: int) -> None:
         batch = self.sizes["batch"]
         with self._client() as client:
+            # The ids cycle through 5,000 per client, so 5 bodies, encoded once: the flood's
+            # own JSON encoding is the load generator's cost, not the gateway's.
+            bodies: dict[int, bytes] = {}
             round_ = 0
             while not self.stop.is_set():
-                docs = [
-                    {"doc_id": f"f{n}-{(round_ * batch + i) % 5000}", "vector": self.vectors[i]}
-                    for i in range(batch)
-                ]
+                turn = round_ % max(1, 5000 // batch)
+                if turn not in bodies:
+                    docs = [
+                        {"doc_id": f"f{n}-{(turn * batch + i) % 5000}", "vector": self.vectors[i]}
+                        for i in range(batch)
+                    ]
+                    bodies[turn] = json.dumps({"tenant": "flood", "documents": docs}).encode()
                 round_ += 1
                 try:
                     r: httpx.Response | None = client.post(
-                        UPSERT, json={"tenant": "flood", "documents": docs}
+                        UPSERT, content=bodies[turn], headers=_JSON
                     )
                 except httpx.HTTPError:
                     r = None
@@ -216,6 +224,37 @@ class _Flood:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=300)
+
+
+class _FloodProcess:
+    """`_Flood` in a child process (``--flood``): its 21 client threads then compete with the
+    gateway for the CPUs, as a real flooding tenant's traffic would, but not with the
+    victim's client for this process's GIL, which would add the load generator's own
+    waits to the victim's latencies."""
+
+    def __init__(self, url: str, key: str, sizes: dict[str, int]) -> None:
+        self.args = [sys.executable, __file__, "--flood", url, key, json.dumps(sizes)]
+        self.statuses: Counter[str] = Counter()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> _FloodProcess:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        out, _ = self.proc.communicate(b"stop\n", timeout=600)  # stdin closed: stop
+        self.statuses.update(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def _flood_child(url: str, key: str, sizes: dict[str, int]) -> None:
+    """The child of `_FloodProcess`: flood until stdin is closed, then print the counts."""
+    with _Flood(url, key, sizes) as flood:
+        sys.stdin.read()
+    print(json.dumps(dict(flood.statuses)), flush=True)
 
 
 def _wait_for_empty_outbox(url: str, key: str, timeout_s: float = 300.0) -> None:
@@ -282,7 +321,7 @@ def _run(work: Path, sizes: dict[str, int]) -> dict[str, float | str]:
                 # target (the applier and its drain) until the outbox is empty.
                 _wait_for_empty_outbox(gateway.url, status_key)
                 alone = victim.write(sizes["singles"])
-                with _Flood(gateway.url, flood_key, sizes) as flood:
+                with _FloodProcess(gateway.url, flood_key, sizes) as flood:
                     time.sleep(1.0)  # let the flood fill its slots and queue
                     loaded = victim.write(sizes["singles"])
                 flood_counts.update(flood.statuses)
@@ -315,7 +354,9 @@ def _run(work: Path, sizes: dict[str, int]) -> dict[str, float | str]:
     return figures
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:2] == ["--flood"]:
+    _flood_child(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
+elif __name__ == "__main__":
     for name, value in run(quick="--quick" in sys.argv).items():
         shown = f"{value:.4g}" if isinstance(value, float) else value
         print(f"fairness.{name}: {shown}")
