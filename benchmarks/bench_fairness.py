@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +42,11 @@ import numpy as np
 from shadowswap.service.keys import add_key
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script (and the --flood child): the repository root
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_service import _Gateway  # noqa: E402 - after the path, as above
+
 DIM = 128
 UPSERT = "/internal/retrieval/upsert"
 _JSON = {"content-type": "application/json"}
@@ -54,50 +57,6 @@ def _sizes(quick: bool) -> dict[str, int]:
     if quick:
         return {"runs": 2, "singles": 40, "flooders": 20, "batch": 1000, "delete_ids": 10_000}
     return {"runs": 5, "singles": 100, "flooders": 20, "batch": 1000, "delete_ids": 10_000}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Gateway:
-    """``shadowswap serve`` in a child process (as in bench_service)."""
-
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        envfile = work / "serve.env"
-        envfile.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith("RETRIEVAL_")}
-        child_env["PYTHONPATH"] = str(ROOT / "src")
-        self.log = (work / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shadowswap", "serve", "--env-file", str(envfile),
-             "--port", self.url.rsplit(":", 1)[1]],
-            env=child_env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited early; see {work / 'serve.log'}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.close()
-        raise RuntimeError("serve did not start")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def _vectors(n: int, seed: int) -> list[list[float]]:
@@ -150,6 +109,7 @@ class _Flood:
         self.lock = threading.Lock()
         self.statuses: Counter[str] = Counter()
         self.vectors = _vectors(sizes["batch"], seed=7)
+        self.templates = self._templates()
         self.threads = [
             threading.Thread(target=self._upserts, args=(n,)) for n in range(sizes["flooders"])
         ] + [threading.Thread(target=self._deletes)]
@@ -173,26 +133,30 @@ class _Flood:
         with self.lock:
             self.statuses[f"{op}.{kind}"] += 1
 
-    def _upserts(self, n: int) -> None:
+    def _templates(self) -> list[bytes]:
+        """The upsert bodies, encoded once before the flood starts: the ids cycle through
+        5,000 per client, so 5 bodies, with ``f#-`` where each client puts its number. The
+        flood's own JSON encoding is the load generator's cost, not the gateway's, and a
+        flood still encoding its bodies is not flooding yet."""
         batch = self.sizes["batch"]
+        bodies = []
+        for turn in range(max(1, 5000 // batch)):
+            docs = [
+                {"doc_id": f"f#-{(turn * batch + i) % 5000}", "vector": self.vectors[i]}
+                for i in range(batch)
+            ]
+            bodies.append(json.dumps({"tenant": "flood", "documents": docs}).encode())
+        return bodies
+
+    def _upserts(self, n: int) -> None:
+        bodies = [t.replace(b'"f#-', b'"f%d-' % n) for t in self.templates]
         with self._client() as client:
-            # The ids cycle through 5,000 per client, so 5 bodies, encoded once: the flood's
-            # own JSON encoding is the load generator's cost, not the gateway's.
-            bodies: dict[int, bytes] = {}
             round_ = 0
             while not self.stop.is_set():
-                turn = round_ % max(1, 5000 // batch)
-                if turn not in bodies:
-                    docs = [
-                        {"doc_id": f"f{n}-{(turn * batch + i) % 5000}", "vector": self.vectors[i]}
-                        for i in range(batch)
-                    ]
-                    bodies[turn] = json.dumps({"tenant": "flood", "documents": docs}).encode()
+                body = bodies[round_ % len(bodies)]
                 round_ += 1
                 try:
-                    r: httpx.Response | None = client.post(
-                        UPSERT, content=bodies[turn], headers=_JSON
-                    )
+                    r: httpx.Response | None = client.post(UPSERT, content=body, headers=_JSON)
                 except httpx.HTTPError:
                     r = None
                 self._count("upsert", r)
@@ -242,6 +206,9 @@ class _FloodProcess:
         self.proc = subprocess.Popen(
             self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"flooding":
+            raise RuntimeError("the flood process did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -253,6 +220,7 @@ class _FloodProcess:
 def _flood_child(url: str, key: str, sizes: dict[str, int]) -> None:
     """The child of `_FloodProcess`: flood until stdin is closed, then print the counts."""
     with _Flood(url, key, sizes) as flood:
+        print("flooding", flush=True)  # bodies encoded, clients started: the parent goes on
         sys.stdin.read()
     print(json.dumps(dict(flood.statuses)), flush=True)
 
