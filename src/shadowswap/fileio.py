@@ -131,8 +131,7 @@ def _fill(fd: int, data: bytes, mode: int, owner: tuple[int, int] | None) -> Non
 def open_for_append(path: Path, mode: int) -> int:
     """A write-only, append-mode descriptor on ``path``, created with ``mode`` when missing;
     `SymlinkRefused` when ``path`` is a symlink."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    return open_nofollow(path, flags, mode)
+    return open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
 
 
 def open_nofollow(path: Path, flags: int, mode: int) -> int:

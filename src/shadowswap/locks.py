@@ -14,11 +14,12 @@ Callers map `OSError` from opening to their own error (each says what it was loc
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from shadowswap.fileio import open_nofollow
 
 
 class LockHeld(BlockingIOError):
@@ -33,14 +34,9 @@ class LockHeld(BlockingIOError):
 def open_lock_file(path: Path, mode: int = 0o644) -> int:
     """A descriptor on ``path`` (its directory and the file created when missing). A symlink
     at ``path`` is refused (`OSError`): the holder writes its pid into the file, and that
-    write must not land in whatever the link points to."""
+    write must not land in whatever the link points to (`shadowswap.fileio.SymlinkRefused`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP and path.is_symlink():
-            raise OSError(errno.ELOOP, f"{path} is a symbolic link; remove it") from None
-        raise
+    return open_nofollow(path, os.O_RDWR | os.O_CREAT, mode)
 
 
 @contextlib.contextmanager
